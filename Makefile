@@ -1,0 +1,57 @@
+# Everyday targets. `make demo` and `make test` work from a fresh clone: they create .venv and
+# install the pinned dependencies first (torch==2.13.0 before the rest, then requirements.lock).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo repro test test-unit lint format bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with the pinned dependencies
+
+repro: setup  ## run the DVC pipeline (only what changed)
+	dvc repro
+
+demo: setup  ## the whole loop on the embedded default, then a summary table
+	dvc repro
+	dvc push --quiet
+	llmops summary
+
+test: setup  ## everything CI runs
+	pytest
+
+test-unit: setup  ## fast tests only
+	pytest tests/unit tests/data
+
+lint: setup
+	ruff check .
+	ruff format --check .
+
+format: setup
+	ruff check --fix .
+	ruff format .
+
+bench: setup  ## speed figures -> bench/results.json
+	llmops bench
+
+lock:  ## re-resolve requirements.lock from pyproject.toml in a scratch venv
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet torch==2.13.0 && .venv-lock/bin/pip install --quiet -e '.[dev]'
+	{ echo "# Exact versions of every dependency, resolved together on Python 3.11 (CPU)."; \
+	  echo "# Installed with: pip install -c requirements.lock -e '.[dev]'  (torch==2.13.0 first)."; \
+	  echo "# Regenerate: make lock"; \
+	  .venv-lock/bin/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock
+	rm -rf .venv-lock
+
+clean:  ## remove pipeline outputs (DVC cache and git-tracked metrics stay)
+	rm -rf data/prepared models/base models/adapter bench/work
