@@ -1,0 +1,1 @@
+"""Flywheel: data, parameters and feedback in; safely deployed LLM versions out."""

@@ -1,0 +1,235 @@
+"""The one typed loader for params.yaml.
+
+Each stage has a section of the same name and a frozen `<Name>Params` dataclass. Unknown keys,
+missing keys and wrong types are errors that name `params.yaml:section.key`; nothing is
+guessed (PyYAML reads `2e-4` as a string, so that is an error telling you to write `2.0e-4`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pipeline.io import UserError
+from pipeline.paths import PARAMS
+
+BUILTIN_BASE = "builtin:tiny"
+TASKS = ("classify", "extract", "title")
+
+
+class ParamsError(UserError):
+    """A params.yaml problem, always naming the file and the dotted key."""
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    eval_fraction: float = 0.2
+    split_salt: str = "flywheel-v1"
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    min_body_chars: int = 20
+    max_body_chars: int = 2000
+    min_notices_per_category: int = 20
+    min_eval_records_per_task: int = 10
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    # `builtin:tiny` builds a small model in the `base` stage; anything else is a
+    # Hugging Face id or a local path that `base` loads and saves to models/base.
+    base: str = BUILTIN_BASE
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    """The built-in tiny model and its continued pre-training (used when model.base is builtin)."""
+
+    vocab_size: int = 3000
+    hidden_size: int = 192
+    intermediate_size: int = 512
+    num_layers: int = 3
+    num_heads: int = 4
+    max_position_embeddings: int = 512
+    steps: int = 200
+    batch_size: int = 16
+    learning_rate: float = 2.0e-3
+    max_length: int = 384
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    # fully trained (and saved with the adapter) beside the LoRA matrices, e.g. [lm_head]
+    modules_to_save: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    method: Literal["lora", "full"] = "lora"
+    max_steps: int = 300
+    batch_size: int = 16
+    grad_accum: int = 1
+    learning_rate: float = 3.0e-3
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    max_length: int = 384
+    packing: bool = False
+    seed: int = 0
+    lora: LoraParams = field(default_factory=LoraParams)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = 32
+    max_new_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class GateParams:
+    # metric path in metrics/eval.json (`task.metric` or `latency.metric`) -> bound
+    min: dict[str, float] = field(default_factory=dict)
+    max: dict[str, float] = field(default_factory=dict)
+    # metrics on which the fine-tuned model must beat the untuned base
+    beat_base: list[str] = field(default_factory=list)
+    require_validation: bool = True
+
+
+@dataclass(frozen=True)
+class MlflowParams:
+    experiment: str = "flywheel"
+
+
+@dataclass(frozen=True)
+class Params:
+    prepare: PrepareParams
+    validate: ValidateParams
+    model: ModelParams
+    base: BaseParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    gate: GateParams
+    mlflow: MlflowParams
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp: object) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: object, tp: object, key: str) -> object:
+    """Return `value` checked against the annotation `tp`, or raise ParamsError naming `key`."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ParamsError(f"params.yaml:{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ParamsError(
+                f"params.yaml:{key}: must be one of {list(typing.get_args(tp))}, got {value!r}"
+            )
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ParamsError as exc:
+                errors.append(str(exc))
+        raise ParamsError(f"params.yaml:{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ParamsError(f"params.yaml:{key}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ParamsError(f"params.yaml:{key}: expected a mapping, got {value!r}")
+        return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            hint = " (write exponents with a dot, e.g. 2.0e-4)" if isinstance(value, str) else ""
+            raise ParamsError(f"params.yaml:{key}: expected a number, got {value!r}{hint}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"params.yaml:{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"params.yaml:{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"params.yaml:{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug in this module
+
+
+def _build(cls: type, raw: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ParamsError(f"params.yaml:{where}: unknown key (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if f.name in raw:
+            kwargs[f.name] = _coerce(raw[f.name], hints[f.name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if dataclasses.is_dataclass(hints[f.name]):
+                kwargs[f.name] = _build(hints[f.name], {}, key)
+            else:
+                raise ParamsError(f"params.yaml:{key}: missing")
+    return cls(**kwargs)
+
+
+def _check(p: Params) -> None:
+    """Rules that span keys."""
+    if not 0.0 < p.prepare.eval_fraction < 1.0:
+        raise ParamsError("params.yaml:prepare.eval_fraction: must be between 0 and 1")
+    for i, task in enumerate(p.prepare.tasks):
+        if task not in TASKS:
+            raise ParamsError(
+                f"params.yaml:prepare.tasks[{i}]: unknown task {task!r} (known: {', '.join(TASKS)})"
+            )
+    for section in ("min", "max"):
+        for name in getattr(p.gate, section):
+            if name.count(".") != 1:
+                raise ParamsError(f"params.yaml:gate.{section}.{name}: expected `task.metric`")
+
+
+def parse_params(raw: object) -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError("params.yaml: expected a mapping of sections")
+    params = _build(Params, raw, "")
+    _check(params)
+    return params
+
+
+def load_params(path: Path = PARAMS) -> Params:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the repository root)") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: invalid YAML: {exc}") from None
+    return parse_params(raw)

@@ -1,0 +1,99 @@
+"""Small file helpers shared by every stage: JSON that diffs cleanly, JSON Lines, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+
+class UserError(ValueError):
+    """A problem the user can fix (bad data, bad params): reported in one line, no traceback."""
+
+
+def run_stage(main: Callable[[], int]) -> None:
+    """Entry point of `python -m pipeline.<stage>`: exit with main()'s code; a UserError
+    prints `error: <file:line: rule>` and exits 2."""
+    try:
+        code = main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    raise SystemExit(code)
+
+
+class DataError(UserError):
+    """Bad input, located: `path:line: rule`. Raised instead of silently skipping."""
+
+    def __init__(self, path: Path | str, line: int | None, rule: str):
+        self.path, self.line, self.rule = str(path), line, rule
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {rule}")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps(obj: object) -> str:
+    """Sorted keys, two-space indent, trailing newline: the form every metrics file takes."""
+    return json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+def write_json(path: Path, obj: object) -> None:
+    atomic_write_text(path, dumps(obj))
+
+
+def read_json(path: Path) -> object:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in rows]
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))
+    return len(lines)
+
+
+def iter_jsonl(path: Path, errors: list[DataError] | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object). A blank line is skipped; a bad one raises DataError, or,
+    when `errors` is given, is appended there and skipped so every problem can be reported."""
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise DataError(path, lineno, "each line must be a JSON object")
+            except (json.JSONDecodeError, DataError) as exc:
+                err = (
+                    exc
+                    if isinstance(exc, DataError)
+                    else DataError(path, lineno, f"invalid JSON: {exc.msg}")
+                )
+                if errors is None:
+                    raise err from None
+                errors.append(err)
+                continue
+            yield lineno, obj
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [obj for _, obj in iter_jsonl(path)]

@@ -1,0 +1,37 @@
+"""Every path the pipeline reads or writes, relative to the repository root.
+
+dvc.yaml names the same paths; tests/unit/test_contract.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+
+RAW_DIR = Path("data/raw")
+RAW_NOTICES = RAW_DIR / "notices.jsonl"
+
+PREPARED_DIR = Path("data/prepared")
+TRAIN_FILE = PREPARED_DIR / "train.jsonl"
+EVAL_FILE = PREPARED_DIR / "eval.jsonl"
+PRETRAIN_FILE = PREPARED_DIR / "pretrain.jsonl"
+
+BASE_DIR = Path("models/base")
+ADAPTER_DIR = Path("models/adapter")
+CHECKPOINT_DIR = Path("models/checkpoints")
+
+METRICS_DIR = Path("metrics")
+PREPARE_METRICS = METRICS_DIR / "prepare.json"
+VALIDATE_METRICS = METRICS_DIR / "validate.json"
+BASE_METRICS = METRICS_DIR / "base.json"
+TRAIN_METRICS = METRICS_DIR / "train.json"
+EVAL_METRICS = METRICS_DIR / "eval.json"
+GATE_METRICS = METRICS_DIR / "gate.json"
+PREDICTIONS = METRICS_DIR / "predictions.jsonl"
+
+PLOTS_DIR = Path("plots")
+LOSS_CURVE = PLOTS_DIR / "train_loss.csv"
+CONFUSION = PLOTS_DIR / "confusion.csv"
+
+MLFLOW_DIR = Path(".mlflow")

@@ -1,0 +1,108 @@
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import BUILTIN_BASE, ParamsError, load_params, parse_params
+
+from ..conftest import ROOT
+
+
+def raw_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_shipped_params_load_with_every_section():
+    p = load_params(ROOT / "params.yaml")
+    assert p.model.base == BUILTIN_BASE
+    assert p.train.method in ("lora", "full")
+    assert p.prepare.tasks == ["classify", "extract", "title"]
+    assert p.gate.min["classify.accuracy"] >= 0.85
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r["train"].update(lr=1), "params.yaml:train.lr: unknown key"),
+        (lambda r: r["train"]["lora"].update(rank=8), "params.yaml:train.lora.rank: unknown key"),
+        (lambda r: r.update(trian={}), "params.yaml:trian: unknown key"),
+        (lambda r: r["train"].update(learning_rate="2e-4"), "write exponents with a dot"),
+        (
+            lambda r: r["train"].update(max_steps=1.5),
+            "params.yaml:train.max_steps: expected an integer",
+        ),
+        (
+            lambda r: r["train"].update(max_steps=True),
+            "params.yaml:train.max_steps: expected an integer",
+        ),
+        (lambda r: r["train"].update(method="qlora"), "params.yaml:train.method: must be one of"),
+        (
+            lambda r: r["train"].update(packing="yes"),
+            "params.yaml:train.packing: expected true or false",
+        ),
+        (
+            lambda r: r["prepare"].update(tasks=["classify", "summarize"]),
+            "params.yaml:prepare.tasks[1]",
+        ),
+        (lambda r: r["prepare"].update(eval_fraction=1.5), "params.yaml:prepare.eval_fraction"),
+        (lambda r: r["gate"]["min"].update(accuracy=0.5), "params.yaml:gate.min.accuracy"),
+        (
+            lambda r: r["gate"]["min"].update({"classify.accuracy": "high"}),
+            "params.yaml:gate.min.classify.accuracy: expected a number",
+        ),
+    ],
+)
+def test_bad_params_name_the_key(edit, message):
+    raw = raw_params()
+    edit(raw)
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        parse_params(raw)
+
+
+def test_int_is_accepted_where_a_float_is_expected():
+    raw = raw_params()
+    raw["train"]["learning_rate"] = 1
+    assert parse_params(raw).train.learning_rate == 1.0
+
+
+def test_target_modules_takes_a_string_or_a_list():
+    raw = raw_params()
+    raw["train"]["lora"]["target_modules"] = ["q_proj", "v_proj"]
+    assert parse_params(raw).train.lora.target_modules == ["q_proj", "v_proj"]
+    raw["train"]["lora"]["target_modules"] = 3
+    with pytest.raises(ParamsError, match=re.escape("params.yaml:train.lora.target_modules")):
+        parse_params(raw)
+
+
+def test_a_missing_section_takes_its_defaults():
+    raw = raw_params()
+    del raw["evaluate"]
+    assert parse_params(raw).evaluate.batch_size > 0
+
+
+def test_llmops_params_prints_the_resolved_config():
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "params"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert yaml.safe_load(out) == load_params(ROOT / "params.yaml").as_dict()
+
+
+def test_bad_params_make_the_cli_exit_2_with_the_key(tmp_path):
+    raw = raw_params()
+    raw["train"]["learning_rate"] = "3e-3"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "params"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "params.yaml:train.learning_rate" in proc.stderr
+    assert "Traceback" not in proc.stderr
