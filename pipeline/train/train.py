@@ -1,0 +1,161 @@
+"""Supervised fine-tuning: data/prepared/train.jsonl + models/base -> models/adapter/.
+
+Run: dvc repro train   (or: llmops train)
+
+TRL's SFTTrainer on conversational prompt/completion records, so the loss covers the answer
+only, rendered with the base model's chat template. `train.method: lora` (default) trains a
+PEFT LoRA adapter; `full` fine-tunes every weight. The run is tracked in MLflow (params,
+per-step loss, the adapter and tokenizer as artifacts, the git commit) and summarised in
+metrics/train.json and plots/train_loss.csv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline.config import Params, TrainParams, load_params
+from pipeline.io import read_jsonl, run_stage, write_json
+from pipeline.modeling import is_adapter, load_model, load_tokenizer
+from pipeline.paths import ADAPTER_DIR, BASE_DIR, LOSS_CURVE, TRAIN_FILE, TRAIN_METRICS
+from pipeline.train.hardware import log_losses, precision_kwargs
+
+
+def peft_config(p: TrainParams):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=p.lora.r,
+        lora_alpha=p.lora.alpha,
+        lora_dropout=p.lora.dropout,
+        target_modules=p.lora.target_modules,
+        modules_to_save=p.lora.modules_to_save or None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def train(
+    p: TrainParams,
+    base_dir: Path,
+    records: list[dict],
+    out_dir: Path,
+    work_dir: Path,
+    report_to: str = "none",
+) -> dict:
+    """Fine-tune the model in `base_dir` on `records`; save the adapter (or full weights) and
+    tokenizer to `out_dir`; return the training summary."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tok = load_tokenizer(base_dir)
+    model = load_model(base_dir)
+    dataset = Dataset.from_dict(
+        {"prompt": [r["prompt"] for r in records], "completion": [r["completion"] for r in records]}
+    )
+    args = SFTConfig(
+        output_dir=str(work_dir),
+        max_steps=p.max_steps,
+        per_device_train_batch_size=p.batch_size,
+        gradient_accumulation_steps=p.grad_accum,
+        learning_rate=p.learning_rate,
+        lr_scheduler_type=p.lr_scheduler,
+        warmup_steps=p.warmup_ratio,
+        max_length=p.max_length,
+        packing=p.packing,
+        completion_only_loss=True,
+        seed=p.seed,
+        logging_steps=10,
+        save_strategy="no",
+        report_to=report_to,
+        **precision_kwargs(),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        processing_class=tok,
+        train_dataset=dataset,
+        peft_config=peft_config(p) if p.method == "lora" else None,
+    )
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    trainer.model.save_pretrained(str(out_dir))
+    tok.save_pretrained(str(out_dir))
+    losses = log_losses(trainer.state.log_history)
+    tokens = trainer.state.num_input_tokens_seen or 0
+    trainable = sum(t.numel() for t in trainer.model.parameters() if t.requires_grad)
+    return {
+        "method": p.method,
+        "steps": result.global_step,
+        "examples": len(records),
+        "train_seconds": round(seconds, 1),
+        "train_loss": round(result.training_loss, 4),
+        "loss_first": losses[0]["loss"] if losses else None,
+        "loss_last": losses[-1]["loss"] if losses else None,
+        "tokens_per_s": round(tokens / seconds, 1) if tokens else None,
+        "trainable_parameters": trainable,
+        "losses": losses,
+    }
+
+
+def track(params: Params, run) -> dict:
+    """Train inside an MLflow run and log what a reviewer needs to reproduce it."""
+    import mlflow
+
+    from pipeline.tracking import flatten, git_commit
+
+    mlflow.log_params(
+        flatten({"train": dataclasses.asdict(params.train), "model.base": params.model.base})
+    )
+    if commit := git_commit():
+        mlflow.set_tag("git_commit", commit)
+    with tempfile.TemporaryDirectory(prefix="flywheel-train-") as work:
+        summary = train(
+            params.train,
+            BASE_DIR,
+            read_jsonl(TRAIN_FILE),
+            ADAPTER_DIR,
+            Path(work),
+            report_to="mlflow",
+        )
+    for row in summary["losses"]:
+        mlflow.log_metric("train_loss", row["loss"], step=row["step"])
+    mlflow.log_metrics(
+        {"train_seconds": summary["train_seconds"], "tokens_per_s": summary["tokens_per_s"] or 0.0}
+    )
+    mlflow.log_artifacts(str(ADAPTER_DIR), artifact_path="adapter")
+    summary["mlflow_run_id"] = run.info.run_id
+    return summary
+
+
+def main() -> int:
+    import mlflow
+
+    from pipeline.io import atomic_write_text
+    from pipeline.tracking import tracking_uri, use_experiment
+
+    params = load_params()
+    use_experiment(params.mlflow.experiment)
+    if ADAPTER_DIR.exists():
+        shutil.rmtree(ADAPTER_DIR)
+    with mlflow.start_run(run_name=f"train-{params.train.method}") as run:
+        summary = track(params, run)
+    losses = summary.pop("losses")
+    atomic_write_text(
+        LOSS_CURVE, "step,loss\n" + "".join(f"{r['step']},{r['loss']}\n" for r in losses)
+    )
+    write_json(TRAIN_METRICS, summary)
+    kind = "LoRA adapter" if is_adapter(ADAPTER_DIR) else "full weights"
+    print(
+        f"train: {summary['steps']} steps ({params.train.method}) in {summary['train_seconds']} s,"
+        f" loss {summary['loss_first']} -> {summary['loss_last']}; {kind} in {ADAPTER_DIR}; "
+        f"MLflow run {summary['mlflow_run_id']} at {tracking_uri()}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    run_stage(main)
