@@ -1,0 +1,142 @@
+"""Decide whether the fine-tuned model may ship: metrics/eval.json -> metrics/gate.json.
+
+Run: dvc repro gate   (or: llmops gate)
+
+Fails closed: a metric that is missing or unreadable is a failed check that names it. Exits 1
+on failure, so `dvc repro` and CI fail too; metrics/gate.json is written either way and lists
+every check with its value, bound, operator and verdict.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+from pipeline.config import GateParams, load_params
+from pipeline.io import DataError, read_json, run_stage, write_json
+from pipeline.paths import EVAL_METRICS, GATE_METRICS, VALIDATE_METRICS
+
+OPS = {
+    ">=": lambda v, b: v >= b,
+    "<=": lambda v, b: v <= b,
+    ">": lambda v, b: v > b,
+    "==": lambda v, b: v == b,
+}
+
+
+def lookup(metrics: Any, path: str) -> float:
+    """metrics['a']['b'] for 'a.b', as a finite number; KeyError/ValueError say what is wrong."""
+    node = metrics
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"missing metric {path!r}")
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or not math.isfinite(node):
+        raise ValueError(f"metric {path!r} is not a finite number: {node!r}")
+    return float(node)
+
+
+def check(name: str, op: str, value_of, bound_of) -> dict:
+    """One check; any error while reading value or bound makes it a failed check."""
+    try:
+        value, bound = value_of(), bound_of()
+    except (KeyError, ValueError) as exc:
+        return {
+            "name": name,
+            "op": op,
+            "value": None,
+            "bound": None,
+            "passed": False,
+            "error": str(exc.args[0]),
+        }
+    return {
+        "name": name,
+        "op": op,
+        "value": value,
+        "bound": bound,
+        "passed": bool(OPS[op](value, bound)),
+    }
+
+
+def decide(
+    p: GateParams,
+    metrics: dict | None,
+    validation: dict | None,
+    unreadable: dict[str, str] | None = None,
+) -> dict:
+    """The gate's verdict. `metrics` is eval.json, `validation` is validate.json; either may be
+    None when it could not be read (then `unreadable` says why), which fails every check that
+    needs it."""
+    unreadable = unreadable or {}
+
+    def metric(path: str):
+        def read() -> float:
+            if metrics is None:
+                raise KeyError(f"{EVAL_METRICS} unreadable: {unreadable.get('eval', 'missing')}")
+            return lookup(metrics, path)
+
+        return read
+
+    checks = [check(name, ">=", metric(name), lambda b=bound: b) for name, bound in p.min.items()]
+    checks += [check(name, "<=", metric(name), lambda b=bound: b) for name, bound in p.max.items()]
+    checks += [
+        check(f"{name} beats base", ">", metric(name), metric(f"base.{name}"))
+        for name in p.beat_base
+    ]
+    if p.require_validation:
+
+        def validated() -> float:
+            if validation is None:
+                raise KeyError(
+                    f"{VALIDATE_METRICS} unreadable: {unreadable.get('validate', 'missing')}"
+                )
+            return float(lookup({"passed": float(validation.get("passed") is True)}, "passed"))
+
+        checks.append(check("data validation passed", "==", validated, lambda: 1.0))
+    if not checks:
+        checks.append(
+            {
+                "name": "at least one check configured",
+                "op": "==",
+                "value": 0.0,
+                "bound": 1.0,
+                "passed": False,
+                "error": "params.yaml:gate has no checks; a gate that checks nothing fails",
+            }
+        )
+    return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def _read(path) -> tuple[dict | None, str | None]:
+    try:
+        data = read_json(path)
+    except DataError as exc:
+        return None, exc.rule
+    return (data, None) if isinstance(data, dict) else (None, "not a JSON object")
+
+
+def main() -> int:
+    params = load_params()
+    metrics, eval_err = _read(EVAL_METRICS)
+    validation, validate_err = _read(VALIDATE_METRICS)
+    unreadable = {k: v for k, v in (("eval", eval_err), ("validate", validate_err)) if v}
+    verdict = decide(params.gate, metrics, validation, unreadable)
+    write_json(GATE_METRICS, verdict)
+    failed = [c for c in verdict["checks"] if not c["passed"]]
+    for c in failed:
+        reason = c.get("error") or f"{c['value']:.4g} is not {c['op']} {c['bound']:.4g}"
+        print(f"gate: FAILED {c['name']}: {reason}", file=sys.stderr)
+    if failed:
+        print(
+            f"gate: FAILED {len(failed)} of {len(verdict['checks'])} checks (see {GATE_METRICS});"
+            " improve the model or data, or change params.yaml:gate with a reviewed reason",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"gate: passed all {len(verdict['checks'])} checks")
+    return 0
+
+
+if __name__ == "__main__":
+    run_stage(main)

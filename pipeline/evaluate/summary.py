@@ -1,0 +1,76 @@
+"""`llmops summary`: one table of what the last `dvc repro` produced."""
+
+from __future__ import annotations
+
+from pipeline.evaluate.scoring import PRIMARY
+from pipeline.io import DataError, read_json
+from pipeline.paths import EVAL_METRICS, GATE_METRICS, PLOTS_DIR, TRAIN_METRICS
+from pipeline.tracking import tracking_uri
+
+
+def _read(path) -> dict:
+    try:
+        data = read_json(path)
+    except DataError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def rows(metrics: dict) -> list[tuple[str, str, float, float]]:
+    """(task, metric, base, fine-tuned) for every task metric both models have."""
+    out = []
+    for task in sorted(t for t in metrics if t not in ("base", "latency")):
+        for name, value in sorted(metrics[task].items()):
+            base = metrics.get("base", {}).get(task, {}).get(name)
+            if name != "n" and base is not None:
+                out.append((task, name, float(base), float(value)))
+    return out
+
+
+def main() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    metrics, gate, train = _read(EVAL_METRICS), _read(GATE_METRICS), _read(TRAIN_METRICS)
+    if not metrics:
+        console.print(f"no {EVAL_METRICS} yet: run `dvc repro` first")
+        return 1
+    table = Table(title="Flywheel: fine-tuned vs untuned base (eval split)")
+    for col, just in (
+        ("task", "left"),
+        ("metric", "left"),
+        ("base", "right"),
+        ("fine-tuned", "right"),
+        ("delta", "right"),
+    ):
+        table.add_column(col, justify=just)
+    for task, name, base, tuned in rows(metrics):
+        style = "bold" if PRIMARY.get(task) == name else None
+        table.add_row(
+            task, name, f"{base:.3f}", f"{tuned:.3f}", f"{tuned - base:+.3f}", style=style
+        )
+    console.print(table)
+    lat = metrics.get("latency", {})
+    console.print(
+        f"latency p50 {lat.get('p50_ms')} ms, p95 {lat.get('p95_ms')} ms, "
+        f"{lat.get('tokens_per_s')} generated tokens/s (batched, this machine)"
+    )
+    if train:
+        console.print(
+            f"training: {train.get('method')}, {train.get('steps')} steps in "
+            f"{train.get('train_seconds')} s, loss {train.get('loss_first')} -> "
+            f"{train.get('loss_last')}"
+        )
+    if gate:
+        verdict = "[green]PASSED[/]" if gate.get("passed") else "[red]FAILED[/]"
+        failed = [c["name"] for c in gate.get("checks", []) if not c.get("passed")]
+        console.print(
+            f"gate: {verdict}"
+            + (f" ({', '.join(failed)})" if failed else f" ({len(gate.get('checks', []))} checks)")
+        )
+    console.print(
+        f"MLflow: {tracking_uri()}  (browse: mlflow ui --backend-store-uri {tracking_uri()})"
+    )
+    console.print(f"plots: {PLOTS_DIR}/ (dvc plots show), metrics: metrics/ (dvc metrics show)")
+    return 0

@@ -1,0 +1,99 @@
+import json
+import math
+
+from pipeline.config import GateParams
+from pipeline.evaluate.gate import decide, main
+
+EVAL = {
+    "classify": {"accuracy": 0.9},
+    "extract": {"exact_match": 0.4},
+    "base": {"classify": {"accuracy": 0.1}, "extract": {"exact_match": 0.0}},
+    "latency": {"p95_ms": 120.0},
+}
+PARAMS = GateParams(
+    min={"classify.accuracy": 0.85},
+    max={"latency.p95_ms": 500.0},
+    beat_base=["classify.accuracy", "extract.exact_match"],
+)
+VALID = {"passed": True}
+
+
+def by_name(verdict):
+    return {c["name"]: c for c in verdict["checks"]}
+
+
+def test_passes_when_every_check_passes():
+    verdict = decide(PARAMS, EVAL, VALID)
+    assert verdict["passed"]
+    checks = by_name(verdict)
+    assert checks["classify.accuracy"] == {
+        "name": "classify.accuracy",
+        "op": ">=",
+        "value": 0.9,
+        "bound": 0.85,
+        "passed": True,
+    }
+    assert checks["extract.exact_match beats base"]["bound"] == 0.0
+    assert checks["latency.p95_ms"]["op"] == "<="
+    assert checks["data validation passed"]["passed"]
+
+
+def test_a_threshold_above_the_model_fails_and_names_the_check():
+    p = GateParams(min={"classify.accuracy": 0.95})
+    verdict = decide(p, EVAL, VALID)
+    assert not verdict["passed"]
+    assert not by_name(verdict)["classify.accuracy"]["passed"]
+
+
+def test_not_beating_the_base_fails():
+    metrics = json.loads(json.dumps(EVAL))
+    metrics["base"]["extract"]["exact_match"] = 0.4  # a tie is not an improvement
+    assert not by_name(decide(PARAMS, metrics, VALID))["extract.exact_match beats base"]["passed"]
+
+
+def test_missing_metric_fails_closed_and_says_which():
+    p = GateParams(min={"title.rouge_l": 0.3})
+    check = by_name(decide(p, EVAL, VALID))["title.rouge_l"]
+    assert not check["passed"] and check["value"] is None
+    assert "missing metric 'title.rouge_l'" in check["error"]
+
+
+def test_unreadable_eval_fails_every_check_that_needs_it():
+    verdict = decide(PARAMS, None, VALID, {"eval": "invalid JSON: Expecting value"})
+    failed = [c for c in verdict["checks"] if not c["passed"]]
+    assert len(failed) == 4
+    assert all("invalid JSON" in c["error"] for c in failed)
+
+
+def test_nan_is_not_a_pass():
+    metrics = json.loads(json.dumps(EVAL))
+    metrics["classify"]["accuracy"] = math.nan
+    assert not by_name(decide(PARAMS, metrics, VALID))["classify.accuracy"]["passed"]
+
+
+def test_failed_or_missing_validation_fails():
+    assert not by_name(decide(PARAMS, EVAL, {"passed": False}))["data validation passed"]["passed"]
+    assert not decide(PARAMS, EVAL, None)["passed"]
+    assert decide(GateParams(min=PARAMS.min, require_validation=False), EVAL, None)["passed"]
+
+
+def test_a_gate_with_no_checks_fails():
+    assert not decide(GateParams(require_validation=False), EVAL, None)["passed"]
+
+
+def test_main_writes_the_verdict_and_exits_1_on_failure(in_tmp):
+    (in_tmp / "params.yaml").write_text("gate:\n  min:\n    classify.accuracy: 0.99\n")
+    (in_tmp / "metrics").mkdir()
+    (in_tmp / "metrics/eval.json").write_text(json.dumps(EVAL))
+    (in_tmp / "metrics/validate.json").write_text('{"passed": true}')
+    assert main() == 1
+    verdict = json.loads((in_tmp / "metrics/gate.json").read_text())
+    assert verdict["passed"] is False
+    assert [c["name"] for c in verdict["checks"] if not c["passed"]] == ["classify.accuracy"]
+
+
+def test_main_with_no_eval_file_fails_closed(in_tmp):
+    (in_tmp / "params.yaml").write_text("gate:\n  min:\n    classify.accuracy: 0.5\n")
+    assert main() == 1
+    check = json.loads((in_tmp / "metrics/gate.json").read_text())["checks"][0]
+    assert "metrics/eval.json unreadable: file not found" in check["error"]
