@@ -1,0 +1,93 @@
+"""`llmops bench`: measure the speed figures and write them, flat, to bench/results.json.
+
+Every figure comes from running the real command here; nothing is typed by hand.
+- install_s: fresh virtualenv + pinned install (torch first, then requirements.lock), with
+  pip's download cache as a machine that installed once has it.
+- repro_cold_s: `dvc repro` in a fresh copy of the repository, from nothing to the gate.
+- repro_noop_s: `dvc repro` again with nothing changed (nothing reruns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.io import read_json, write_json
+from pipeline.scratch import copy_repo
+
+RESULTS = Path("bench/results.json")
+WORK = Path("bench/work")
+
+
+def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
+    """Seconds `cmd` took; raises with its output if it failed."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"bench: `{' '.join(cmd)}` failed ({proc.returncode}):\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
+    return round(seconds, 1)
+
+
+def bench_install(root: Path, work: Path) -> float:
+    venv = work / "venv"
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    t0 = time.perf_counter()
+    timed([sys.executable, "-m", "venv", str(venv)], root)
+    timed([*pip, "--upgrade", "pip"], root)
+    timed([*pip, "torch==2.13.0"], root)
+    timed([*pip, "-c", "requirements.lock", "-e", ".[dev]"], root)
+    seconds = round(time.perf_counter() - t0, 1)
+    shutil.rmtree(venv)
+    return seconds
+
+
+def bench_repro(root: Path, work: Path) -> dict[str, float]:
+    repo = copy_repo(root, work / "repo", from_nothing=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cold = timed(["dvc", "repro"], repo, env)
+    noop = timed(["dvc", "repro"], repo, env)
+    train = read_json(repo / "metrics/train.json")
+    return {
+        "repro_cold_s": cold,
+        "repro_noop_s": noop,
+        "train_tokens_per_s": train.get("tokens_per_s"),
+    }
+
+
+def main(args: argparse.Namespace | None = None) -> int:
+    root = Path.cwd()
+    skip = set(os.environ.get("BENCH_SKIP", "").split(","))
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    WORK.mkdir(parents=True)
+    results = read_json(RESULTS) if RESULTS.exists() else {}
+    if "repro" not in skip:
+        print("bench: dvc repro from nothing, then again with nothing changed ...", flush=True)
+        results.update(bench_repro(root, WORK))
+    if "install" not in skip:
+        print("bench: fresh virtualenv + pinned install ...", flush=True)
+        results["install_s"] = bench_install(root, WORK)
+    results.update(
+        {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
+    write_json(RESULTS, results)
+    shutil.rmtree(WORK)
+    figures = ", ".join(
+        f"{k}={v}" for k, v in sorted(results.items()) if k.endswith(("_s", "per_s"))
+    )
+    print(f"bench: wrote {RESULTS}: {figures}")
+    return 0

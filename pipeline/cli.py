@@ -1,0 +1,62 @@
+"""`llmops`: every action a person or a workflow takes, as one command line.
+
+Commands are registered once below and imported only when run, so `llmops --help` is instant.
+Stage commands run the same `main()` that dvc.yaml runs; prefer `dvc repro` for stages, since
+it skips what has not changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (command words, "module:function", help). A function takes the parsed args if it accepts
+# an argument, otherwise nothing, and returns an exit code.
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("params",), "pipeline.config_cli:show", "print the resolved params.yaml"),
+    (("prepare",), "pipeline.data.prepare:main", "stage: raw notices -> instruction records"),
+    (("validate",), "pipeline.data.validate:main", "stage: check raw and prepared data"),
+    (("base",), "pipeline.train.base:main", "stage: build or fetch the base model"),
+    (("train",), "pipeline.train.train:main", "stage: fine-tune (LoRA or full) with TRL"),
+    (("evaluate",), "pipeline.evaluate.evaluate:main", "stage: score fine-tuned vs base"),
+    (("gate",), "pipeline.evaluate.gate:main", "stage: pass/fail against params.gate"),
+    (("summary",), "pipeline.evaluate.summary:main", "print the run's summary table"),
+    (("bench",), "pipeline.bench:main", "measure speed figures -> bench/results.json"),
+    (("data", "sample"), "pipeline.data.sample:main", "regenerate the shipped sample notices"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmops", description=__doc__.splitlines()[0])
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {
+        (): parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    }
+    for words, target, help_text in COMMANDS:
+        for depth in range(1, len(words)):
+            prefix = words[:depth]
+            if prefix not in groups:
+                sub = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} commands")
+                groups[prefix] = sub.add_subparsers(
+                    dest=f"command_{depth}", metavar="COMMAND", required=True
+                )
+        cmd = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text)
+        cmd.set_defaults(target=target)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = args.target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    from pipeline.io import UserError
+
+    try:
+        return func(args) if func.__code__.co_argcount else func()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

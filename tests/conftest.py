@@ -1,0 +1,50 @@
+"""Shared fixtures. The trained workspace is built once per session and shared by every test
+that needs a real `dvc repro` (it takes minutes on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run a command with the project's virtualenv first on PATH (as `make` does)."""
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run the test inside an empty directory (stages use repo-relative paths)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Path:
+    """A fresh copy of the repository in which `dvc repro` ran from nothing, once."""
+    from pipeline.scratch import copy_repo
+
+    dest = tmp_path_factory.mktemp("repro") / "repo"
+    copy_repo(ROOT, dest, from_nothing=True)
+    proc = run(["dvc", "repro"], cwd=dest)
+    (dest / "repro.log").write_text(proc.stdout + proc.stderr)
+    return dest
