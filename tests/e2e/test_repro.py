@@ -1,0 +1,138 @@
+"""The whole pipeline, for real: `dvc repro` in a fresh copy of the repository (shared by the
+tests here through the session fixture `workspace`)."""
+
+import json
+
+import pytest
+import yaml
+
+from ..conftest import run
+
+pytestmark = pytest.mark.e2e
+
+
+def load(ws, rel):
+    return json.loads((ws / rel).read_text())
+
+
+def test_repro_writes_every_output(workspace):
+    for rel in (
+        "data/prepared/train.jsonl",
+        "data/prepared/eval.jsonl",
+        "models/base/config.json",
+        "models/base/tokenizer.json",
+        "metrics/train.json",
+        "metrics/eval.json",
+        "metrics/gate.json",
+        "metrics/validate.json",
+        "metrics/predictions.jsonl",
+        "plots/train_loss.csv",
+        "plots/confusion.csv",
+        "dvc.lock",
+    ):
+        assert (workspace / rel).exists(), rel
+    assert any((workspace / "models/adapter").iterdir())
+    curve = (workspace / "plots/train_loss.csv").read_text().splitlines()
+    assert curve[0] == "step,loss" and len(curve) > 10
+
+
+def test_eval_metrics_have_the_documented_shape(workspace):
+    metrics = load(workspace, "metrics/eval.json")
+    for tree in (metrics, metrics["base"]):
+        assert set(tree["classify"]) >= {"accuracy", "n"}
+        assert set(tree["extract"]) >= {"exact_match", "n"}
+        assert set(tree["title"]) >= {"rouge_l", "bleu", "n"}
+    assert set(metrics["latency"]) >= {"p50_ms", "p95_ms", "tokens_per_s"}
+    assert metrics["latency"]["p50_ms"] <= metrics["latency"]["p95_ms"]
+
+
+def test_fine_tuned_model_reaches_the_bar_and_beats_the_base(workspace):
+    metrics = load(workspace, "metrics/eval.json")
+    assert metrics["classify"]["accuracy"] >= 0.85
+    for task, metric in (
+        ("classify", "accuracy"),
+        ("extract", "exact_match"),
+        ("title", "rouge_l"),
+        ("title", "bleu"),
+    ):
+        assert metrics[task][metric] > metrics["base"][task][metric], (task, metric)
+    gate = load(workspace, "metrics/gate.json")
+    assert gate["passed"], [c for c in gate["checks"] if not c["passed"]]
+
+
+def test_predictions_are_saved_per_example(workspace):
+    rows = [
+        json.loads(line)
+        for line in (workspace / "metrics/predictions.jsonl").read_text().splitlines()
+    ]
+    evals = (workspace / "data/prepared/eval.jsonl").read_text().splitlines()
+    assert len(rows) == len(evals)
+    assert {"id", "task", "reference", "prediction", "base_prediction", "correct"} <= set(rows[0])
+
+
+def test_training_is_tracked_in_mlflow(workspace):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / '.mlflow/mlflow.db'}")
+    experiment = client.get_experiment_by_name("flywheel")
+    (run_,) = client.search_runs([experiment.experiment_id])
+    assert run_.info.run_id == load(workspace, "metrics/train.json")["mlflow_run_id"]
+    assert run_.data.params["train.method"] in ("lora", "full")
+    history = client.get_metric_history(run_.info.run_id, "train_loss")
+    assert len(history) > 10 and history[-1].value < history[0].value
+    assert "adapter" in {a.path for a in client.list_artifacts(run_.info.run_id)}
+
+
+def test_nothing_reruns_when_nothing_changed(workspace):
+    out = run(["dvc", "repro"], cwd=workspace).stdout
+    assert "Running stage" not in out
+    assert "up to date" in out
+
+
+def test_raising_a_gate_threshold_reruns_only_the_gate_and_fails(workspace):
+    params_file = workspace / "params.yaml"
+    original = params_file.read_text()
+    eval_mtime = (workspace / "metrics/eval.json").stat().st_mtime_ns
+    params = yaml.safe_load(original)
+    params["gate"]["min"]["classify.accuracy"] = 1.01
+    params_file.write_text(yaml.safe_dump(params, allow_unicode=True))
+    try:
+        status = run(["dvc", "status", "--json"], cwd=workspace).stdout
+        assert list(json.loads(status)) == ["gate"]
+        proc = run(["dvc", "repro"], cwd=workspace, check=False)
+        assert proc.returncode != 0
+        assert "Running stage 'gate'" in proc.stdout
+        assert "Running stage 'evaluate'" not in proc.stdout
+        gate = load(workspace, "metrics/gate.json")
+        assert not gate["passed"]
+        assert [c["name"] for c in gate["checks"] if not c["passed"]] == ["classify.accuracy"]
+        assert "FAILED classify.accuracy" in proc.stderr
+        assert (workspace / "metrics/eval.json").stat().st_mtime_ns == eval_mtime
+    finally:
+        params_file.write_text(original)
+        run(["dvc", "repro"], cwd=workspace)
+    assert load(workspace, "metrics/gate.json")["passed"]
+
+
+def test_bad_data_fails_with_file_line_and_rule_and_loses_nothing(workspace):
+    raw = workspace / "data/raw/notices.jsonl"
+    original = raw.read_text(encoding="utf-8")
+    lines = original.splitlines()
+    train_before = (workspace / "data/prepared/train.jsonl").read_bytes()
+    bad = json.loads(lines[0]) | {"id": "notice-9999", "category": "体育"}
+    raw.write_text(original + json.dumps(bad, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        proc = run(["dvc", "repro"], cwd=workspace, check=False)
+        assert proc.returncode != 0
+        assert f"data/raw/notices.jsonl:{len(lines) + 1}: `category` '体育' is not one of" in (
+            proc.stderr
+        )
+        assert "Traceback" not in proc.stderr
+        assert "Running stage 'base'" not in proc.stdout
+    finally:
+        raw.write_text(original, encoding="utf-8")
+    # DVC deleted the failed stage's outputs before running it; the last good ones are in the
+    # cache and dvc.lock still names them.
+    run(["dvc", "checkout"], cwd=workspace)
+    assert (workspace / "data/prepared/train.jsonl").read_bytes() == train_before
+    assert "Running stage" not in run(["dvc", "repro"], cwd=workspace).stdout
