@@ -21,8 +21,11 @@ def run_stage(main: Callable[[], int]) -> None:
         code = main()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print("nothing was recorded; under `dvc repro` the last good outputs are still in the "
-              "DVC cache (`dvc checkout` restores them)", file=sys.stderr)
+        print(
+            "nothing was recorded; under `dvc repro` the last good outputs are still in the "
+            "DVC cache (`dvc checkout` restores them)",
+            file=sys.stderr,
+        )
         code = 2
     raise SystemExit(code)
 

@@ -102,6 +102,7 @@ def pretrain(p: BaseParams, model, tok, texts: list[str], work_dir: Path) -> dic
         lr_scheduler_type="cosine",
         warmup_steps=0.05,
         max_length=p.max_length,
+        gradient_checkpointing=False,  # a model this small has no memory to save
         seed=p.seed,
         logging_steps=10,
         save_strategy="no",

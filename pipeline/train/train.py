@@ -65,6 +65,7 @@ def train(
         warmup_steps=p.warmup_ratio,
         max_length=p.max_length,
         packing=p.packing,
+        gradient_checkpointing=p.gradient_checkpointing,
         completion_only_loss=True,
         seed=p.seed,
         logging_steps=10,
