@@ -59,7 +59,7 @@ def main() -> int:
     if train:
         console.print(
             f"training: {train.get('method')}, {train.get('steps')} steps in "
-            f"{train.get('train_seconds')} s, loss {train.get('loss_first')} -> "
+            f"{train.get('seconds')} s, loss {train.get('loss_first')} -> "
             f"{train.get('loss_last')}"
         )
     if gate:

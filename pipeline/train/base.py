@@ -12,14 +12,13 @@ loaded and saved as it is.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from pipeline.config import BUILTIN_BASE, BaseParams, load_params
 from pipeline.io import read_jsonl, run_stage, write_json
 from pipeline.modeling import CHAT_TEMPLATE, SPECIAL_TOKENS
 from pipeline.paths import BASE_DIR, BASE_METRICS, PRETRAIN_FILE, TRAIN_FILE
-from pipeline.train.hardware import log_losses, precision_kwargs
+from pipeline.train.trainer import fit, sft_config
 
 
 def build_tokenizer(texts: list[str], vocab_size: int, whole_tokens: list[str]):
@@ -92,10 +91,10 @@ def corpus_texts(pretrain: list[dict], tok) -> list[str]:
 def pretrain(p: BaseParams, model, tok, texts: list[str], work_dir: Path) -> dict:
     """Continued pre-training, full parameters; returns loss history and throughput."""
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
-    args = SFTConfig(
-        output_dir=str(work_dir),
+    args = sft_config(
+        work_dir,
         max_steps=p.steps,
         per_device_train_batch_size=p.batch_size,
         learning_rate=p.learning_rate,
@@ -104,30 +103,11 @@ def pretrain(p: BaseParams, model, tok, texts: list[str], work_dir: Path) -> dic
         max_length=p.max_length,
         gradient_checkpointing=False,  # a model this small has no memory to save
         seed=p.seed,
-        logging_steps=10,
-        save_strategy="no",
-        report_to="none",
-        dataset_num_proc=None,
-        **precision_kwargs(),
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        processing_class=tok,
-        train_dataset=Dataset.from_dict({"text": texts}),
-    )
-    t0 = time.perf_counter()
-    result = trainer.train()
-    seconds = time.perf_counter() - t0
-    losses = log_losses(trainer.state.log_history)
-    tokens = trainer.state.num_input_tokens_seen or 0
-    return {
-        "steps": result.global_step,
-        "seconds": round(seconds, 1),
-        "loss_first": losses[0]["loss"] if losses else None,
-        "loss_last": losses[-1]["loss"] if losses else None,
-        "tokens_per_s": round(tokens / seconds, 1) if tokens else None,
-    }
+    data = Dataset.from_dict({"text": texts})
+    stats = fit(SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=data))
+    stats.pop("losses")
+    return stats
 
 
 def build_builtin(

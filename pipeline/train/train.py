@@ -14,14 +14,13 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from pipeline.config import Params, TrainParams, load_params
 from pipeline.io import read_jsonl, run_stage, write_json
 from pipeline.modeling import is_adapter, load_model, load_tokenizer
 from pipeline.paths import ADAPTER_DIR, BASE_DIR, LOSS_CURVE, TRAIN_FILE, TRAIN_METRICS
-from pipeline.train.hardware import log_losses, precision_kwargs
+from pipeline.train.trainer import fit, sft_config
 
 
 def peft_config(p: TrainParams):
@@ -48,15 +47,15 @@ def train(
     """Fine-tune the model in `base_dir` on `records`; save the adapter (or full weights) and
     tokenizer to `out_dir`; return the training summary."""
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     tok = load_tokenizer(base_dir)
     model = load_model(base_dir)
     dataset = Dataset.from_dict(
         {"prompt": [r["prompt"] for r in records], "completion": [r["completion"] for r in records]}
     )
-    args = SFTConfig(
-        output_dir=str(work_dir),
+    args = sft_config(
+        work_dir,
         max_steps=p.max_steps,
         per_device_train_batch_size=p.batch_size,
         gradient_accumulation_steps=p.grad_accum,
@@ -68,10 +67,7 @@ def train(
         gradient_checkpointing=p.gradient_checkpointing,
         completion_only_loss=True,
         seed=p.seed,
-        logging_steps=10,
-        save_strategy="no",
         report_to=report_to,
-        **precision_kwargs(),
     )
     trainer = SFTTrainer(
         model=model,
@@ -80,25 +76,15 @@ def train(
         train_dataset=dataset,
         peft_config=peft_config(p) if p.method == "lora" else None,
     )
-    t0 = time.perf_counter()
-    result = trainer.train()
-    seconds = time.perf_counter() - t0
+    stats = fit(trainer)
     trainer.model.save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
-    losses = log_losses(trainer.state.log_history)
-    tokens = trainer.state.num_input_tokens_seen or 0
     trainable = sum(t.numel() for t in trainer.model.parameters() if t.requires_grad)
     return {
         "method": p.method,
-        "steps": result.global_step,
         "examples": len(records),
-        "train_seconds": round(seconds, 1),
-        "train_loss": round(result.training_loss, 4),
-        "loss_first": losses[0]["loss"] if losses else None,
-        "loss_last": losses[-1]["loss"] if losses else None,
-        "tokens_per_s": round(tokens / seconds, 1) if tokens else None,
         "trainable_parameters": trainable,
-        "losses": losses,
+        **stats,
     }
 
 
@@ -122,11 +108,9 @@ def track(params: Params, run) -> dict:
             Path(work),
             report_to="mlflow",
         )
-    for row in summary["losses"]:
-        mlflow.log_metric("train_loss", row["loss"], step=row["step"])
-    mlflow.log_metrics(
-        {"train_seconds": summary["train_seconds"], "tokens_per_s": summary["tokens_per_s"] or 0.0}
-    )
+    # per-step loss, learning rate and grad norm come from transformers' MLflow callback
+    if summary["tokens_per_s"]:
+        mlflow.log_metric("tokens_per_s", summary["tokens_per_s"])
     mlflow.log_artifacts(str(ADAPTER_DIR), artifact_path="adapter")
     summary["mlflow_run_id"] = run.info.run_id
     return summary
@@ -151,7 +135,7 @@ def main() -> int:
     write_json(TRAIN_METRICS, summary)
     kind = "LoRA adapter" if is_adapter(ADAPTER_DIR) else "full weights"
     print(
-        f"train: {summary['steps']} steps ({params.train.method}) in {summary['train_seconds']} s,"
+        f"train: {summary['steps']} steps ({params.train.method}) in {summary['seconds']} s,"
         f" loss {summary['loss_first']} -> {summary['loss_last']}; {kind} in {ADAPTER_DIR}; "
         f"MLflow run {summary['mlflow_run_id']} at {tracking_uri()}"
     )

@@ -78,7 +78,7 @@ def test_training_is_tracked_in_mlflow(workspace):
     (run_,) = client.search_runs([experiment.experiment_id])
     assert run_.info.run_id == load(workspace, "metrics/train.json")["mlflow_run_id"]
     assert run_.data.params["train.method"] in ("lora", "full")
-    history = client.get_metric_history(run_.info.run_id, "train_loss")
+    history = client.get_metric_history(run_.info.run_id, "loss")
     assert len(history) > 10 and history[-1].value < history[0].value
     assert "adapter" in {a.path for a in client.list_artifacts(run_.info.run_id)}
 
