@@ -5,6 +5,9 @@ Every figure comes from running the real command here; nothing is typed by hand.
   pip's download cache as a machine that installed once has it.
 - repro_cold_s: `dvc repro` in a fresh copy of the repository, from nothing to the gate.
 - repro_noop_s: `dvc repro` again with nothing changed (nothing reruns).
+- train_tokens_per_s: training throughput (non-padding tokens) of that cold run.
+- eval_batch_speedup: greedy generation over the eval split with the trained model, one
+  prompt at a time vs in batches of params.evaluate.batch_size, measured back to back.
 """
 
 from __future__ import annotations
@@ -65,6 +68,31 @@ def bench_repro(root: Path, work: Path) -> dict[str, float]:
     }
 
 
+def bench_eval(repo: Path) -> dict[str, float]:
+    from pipeline.config import load_params
+    from pipeline.io import read_jsonl
+    from pipeline.modeling import generate, load_model, load_tokenizer
+    from pipeline.paths import ADAPTER_DIR, BASE_DIR, EVAL_FILE, PARAMS
+
+    p = load_params(repo / PARAMS).evaluate
+    records = read_jsonl(repo / EVAL_FILE)
+    prompts, tasks = [r["prompt"] for r in records], [r["task"] for r in records]
+    tok = load_tokenizer(repo / ADAPTER_DIR)
+    model = load_model(repo / BASE_DIR, repo / ADAPTER_DIR)
+    generate(model, tok, prompts[:8], 8, p.max_new_tokens)  # warm-up
+    t0 = time.perf_counter()
+    generate(model, tok, prompts, p.batch_size, p.max_new_tokens, groups=tasks)
+    batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    generate(model, tok, prompts, 1, p.max_new_tokens)
+    single = time.perf_counter() - t0
+    return {
+        "eval_batched_s": round(batched, 2),
+        "eval_one_at_a_time_s": round(single, 2),
+        "eval_batch_speedup": round(single / batched, 2),
+    }
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     root = Path.cwd()
     skip = set(os.environ.get("BENCH_SKIP", "").split(","))
@@ -75,6 +103,8 @@ def main(args: argparse.Namespace | None = None) -> int:
     if "repro" not in skip:
         print("bench: dvc repro from nothing, then again with nothing changed ...", flush=True)
         results.update(bench_repro(root, WORK))
+        print("bench: generation over the eval split, batched vs one at a time ...", flush=True)
+        results.update(bench_eval(WORK / "repo"))
     if "install" not in skip:
         print("bench: fresh virtualenv + pinned install ...", flush=True)
         results["install_s"] = bench_install(root, WORK)

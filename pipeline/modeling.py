@@ -67,26 +67,45 @@ class Generations:
     batch_sizes: list[int] = field(default_factory=list)
 
 
+def batches(texts: list[str], batch_size: int, groups: list[str] | None = None) -> list[list[int]]:
+    """Indices of `texts` in batches that never mix groups (e.g. tasks, whose answers differ
+    in length: a batch decodes until its longest answer ends) and hold prompts of similar
+    length (less padding)."""
+    keys = groups or [""] * len(texts)
+    order = sorted(range(len(texts)), key=lambda i: (keys[i], len(texts[i])))
+    out: list[list[int]] = []
+    for i in order:
+        if out and len(out[-1]) < batch_size and keys[out[-1][0]] == keys[i]:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
 def generate(
     model: Any,
     tok: Any,
     prompts: list[list[dict]],
     batch_size: int,
     max_new_tokens: int,
+    groups: list[str] | None = None,
     progress: Any = None,
 ) -> Generations:
-    """Greedy answers to chat `prompts`, in batches, left-padded (right padding breaks
-    batched decoding of a causal LM)."""
+    """Greedy answers to chat `prompts`, in the order given. Batched (see `batches`) and
+    left-padded: right padding breaks batched decoding of a causal LM."""
     import torch
 
     tok.padding_side = "left"
+    texts = [
+        tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts
+    ]
+    answers: list[str] = [""] * len(prompts)
+    new_tokens = [0] * len(prompts)
     out = Generations([], [])
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        texts = [
-            tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in chunk
-        ]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    for batch in batches(texts, batch_size, groups):
+        enc = tok(
+            [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+        )
         enc = {k: v.to(model.device) for k, v in enc.items()}
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -98,12 +117,49 @@ def generate(
                 eos_token_id=tok.eos_token_id,
             )
         out.batch_seconds.append(time.perf_counter() - t0)
-        out.batch_sizes.append(len(chunk))
-        new = ids[:, enc["input_ids"].shape[1] :]
-        for row in new.tolist():
+        out.batch_sizes.append(len(batch))
+        for i, row in zip(batch, ids[:, enc["input_ids"].shape[1] :].tolist(), strict=True):
             kept = row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
-            out.new_tokens.append(len(kept))
-            out.texts.append(tok.decode(kept, skip_special_tokens=True).strip())
+            new_tokens[i] = len(kept)
+            answers[i] = tok.decode(kept, skip_special_tokens=True).strip()
         if progress is not None:
-            progress(len(chunk))
+            progress(len(batch))
+    out.texts, out.new_tokens = answers, new_tokens
+    return out
+
+
+def answer_nll(
+    model: Any, tok: Any, records: list[dict], batch_size: int
+) -> list[tuple[float, int]]:
+    """(summed negative log-likelihood, token count) of each record's reference answer given
+    its prompt: the model's perplexity on held-out answers is exp(sum nll / sum tokens)."""
+    import torch
+
+    tok.padding_side = "right"  # positions must start at 0 for a plain forward pass
+    out: list[tuple[float, int]] = []
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        prompts = [
+            tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+            for r in chunk
+        ]
+        fulls = [
+            tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in chunk
+        ]
+        enc = tok(fulls, return_tensors="pt", padding=True, add_special_tokens=False)
+        labels = enc["input_ids"].clone()
+        labels[enc["attention_mask"] == 0] = -100
+        for i, prompt in enumerate(prompts):
+            labels[i, : len(tok(prompt, add_special_tokens=False)["input_ids"])] = -100
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+        labels = labels.to(model.device)
+        with torch.no_grad():
+            logits = model(**enc).logits[:, :-1].float()
+        target = labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), target, ignore_index=-100, reduction="none"
+        )
+        for row_nll, row_target in zip(nll, target, strict=True):
+            mask = row_target != -100
+            out.append((float(row_nll[mask].sum()), int(mask.sum())))
     return out

@@ -27,6 +27,7 @@ def sft_config(work_dir: Path, **kwargs: Any):
         "logging_steps": 10,
         "save_strategy": "no",
         "report_to": "none",
+        "include_num_input_tokens_seen": "non_padding",  # for tokens/s
         **precision_kwargs(),
     }
     return SFTConfig(**(defaults | kwargs))
