@@ -97,6 +97,8 @@ class TrainParams:
 class EvaluateParams:
     batch_size: int = 32
     max_new_tokens: int = 32
+    # prompt lengths (characters) where the `length` slices split
+    length_buckets: list[int] = field(default_factory=lambda: [110, 140])
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,13 @@ class GateParams:
     max: dict[str, float] = field(default_factory=dict)
     # metrics on which the fine-tuned model must beat the untuned base
     beat_base: list[str] = field(default_factory=list)
+    # metrics that must not regress against the champion (champion/predictions.jsonl): a
+    # regression is confirmed when the paired-bootstrap interval of the delta lies entirely
+    # below -tolerance
+    no_regression: list[str] = field(default_factory=list)
+    tolerance: float = 0.0
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
     require_validation: bool = True
 
 
@@ -217,6 +226,8 @@ def _check(p: Params) -> None:
         for name in getattr(p.gate, section):
             if name.count(".") != 1:
                 raise ParamsError(f"params.yaml:gate.{section}.{name}: expected `task.metric`")
+    if not 0.5 <= p.gate.confidence < 1.0:
+        raise ParamsError("params.yaml:gate.confidence: must be in [0.5, 1)")
 
 
 def parse_params(raw: object) -> Params:

@@ -16,6 +16,7 @@ PREPARED_DIR = Path("data/prepared")
 TRAIN_FILE = PREPARED_DIR / "train.jsonl"
 EVAL_FILE = PREPARED_DIR / "eval.jsonl"
 PRETRAIN_FILE = PREPARED_DIR / "pretrain.jsonl"
+BEHAVIOUR_DIR = Path("data/behaviour")  # must-pass notices, raw schema
 
 BASE_DIR = Path("models/base")
 ADAPTER_DIR = Path("models/adapter")
@@ -29,9 +30,16 @@ TRAIN_METRICS = METRICS_DIR / "train.json"
 EVAL_METRICS = METRICS_DIR / "eval.json"
 GATE_METRICS = METRICS_DIR / "gate.json"
 PREDICTIONS = METRICS_DIR / "predictions.jsonl"
+BEHAVIOUR_RESULTS = METRICS_DIR / "behaviour.jsonl"
 
 PLOTS_DIR = Path("plots")
 LOSS_CURVE = PLOTS_DIR / "train_loss.csv"
 CONFUSION = PLOTS_DIR / "confusion.csv"
 
 MLFLOW_DIR = Path(".mlflow")
+
+# The production model's per-example evaluation; the gate checks for regressions against it.
+CHAMPION_DIR = Path("champion")
+CHAMPION_PREDICTIONS = CHAMPION_DIR / "predictions.jsonl"
+
+REPORTS_DIR = Path("reports")

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 
 PRIMARY = {"classify": "accuracy", "extract": "exact_match", "title": "rouge_l"}
+
+
+def metric_functions() -> dict[str, tuple[str, Callable, Callable | None]]:
+    """`task.metric` -> (task, corpus function, per-example function or None). A per-example
+    function lets a bootstrap resample scores instead of re-scoring the corpus."""
+    return {
+        "classify.accuracy": ("classify", exact_match, exact_match_scores),
+        "extract.exact_match": ("extract", exact_match, exact_match_scores),
+        "title.rouge_l": ("title", rouge_l, rouge_l_scores),
+        "title.bleu": ("title", bleu, None),
+        "title.chrf": ("title", chrf, None),
+    }
 
 
 def normalize(text: str) -> str:
@@ -13,11 +26,16 @@ def normalize(text: str) -> str:
     return text.strip().rstrip("。.").strip()
 
 
+def exact_match_scores(predictions: list[str], references: list[str]) -> list[float]:
+    """1.0 where the answer matches the reference, else 0.0."""
+    return [
+        float(normalize(p) == normalize(r)) for p, r in zip(predictions, references, strict=True)
+    ]
+
+
 def exact_match(predictions: list[str], references: list[str]) -> float:
-    if not references:
-        return 0.0
-    hits = sum(normalize(p) == normalize(r) for p, r in zip(predictions, references, strict=True))
-    return hits / len(references)
+    scores = exact_match_scores(predictions, references)
+    return statistics.fmean(scores) if scores else 0.0
 
 
 class _CharTokenizer:
@@ -27,14 +45,19 @@ class _CharTokenizer:
         return [c for c in text if not c.isspace()]
 
 
-def rouge_l(predictions: list[str], references: list[str]) -> float:
-    """Mean ROUGE-L F1 over characters."""
+def rouge_l_scores(predictions: list[str], references: list[str]) -> list[float]:
+    """ROUGE-L F1 over characters, per example."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_CharTokenizer())
-    scores = [
+    return [
         scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)
     ]
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> float:
+    """Mean ROUGE-L F1 over characters."""
+    scores = rouge_l_scores(predictions, references)
     return statistics.fmean(scores) if scores else 0.0
 
 
