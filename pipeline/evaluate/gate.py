@@ -14,8 +14,14 @@ import sys
 from typing import Any
 
 from pipeline.config import GateParams, load_params
-from pipeline.io import DataError, read_json, run_stage, write_json
-from pipeline.paths import EVAL_METRICS, GATE_METRICS, VALIDATE_METRICS
+from pipeline.io import DataError, read_json, read_jsonl, run_stage, write_json
+from pipeline.paths import (
+    CHAMPION_PREDICTIONS,
+    EVAL_METRICS,
+    GATE_METRICS,
+    PREDICTIONS,
+    VALIDATE_METRICS,
+)
 
 OPS = {
     ">=": lambda v, b: v >= b,
@@ -59,15 +65,62 @@ def check(name: str, op: str, value_of, bound_of) -> dict:
     }
 
 
+def regression_check(
+    p: GateParams,
+    metric: str,
+    candidate: list[dict] | None,
+    champion: list[dict] | None,
+    problem: str | None,
+) -> dict:
+    """`metric` must not be significantly worse than the champion's on the same examples."""
+    from pipeline.evaluate.compare import bootstrap_delta
+    from pipeline.evaluate.scoring import metric_functions
+
+    check = {
+        "name": f"{metric} vs champion",
+        "op": ">=",
+        "bound": -p.tolerance,
+        "value": None,
+        "passed": False,
+    }
+    if metric not in metric_functions():
+        return check | {
+            "error": f"{metric!r} cannot be compared per example "
+            f"(one of: {', '.join(metric_functions())})"
+        }
+    if problem:
+        return check | {"error": problem}
+    if champion is None:
+        return check | {
+            "passed": True,
+            "note": f"no champion yet ({CHAMPION_PREDICTIONS} is absent): nothing to regress from",
+        }
+    d = bootstrap_delta(metric, candidate or [], champion, p.bootstrap_samples, p.confidence)
+    if d is None:
+        return check | {"error": f"no eval example in common with the champion for {metric}"}
+    # a regression is confirmed only when even the interval's upper end is below -tolerance
+    return check | {
+        "value": round(d.high, 4),
+        "delta": round(d.delta, 4),
+        "n": d.n,
+        "interval": [round(d.low, 4), round(d.high, 4)],
+        "champion": round(d.baseline, 4),
+        "passed": d.high >= -p.tolerance,
+    }
+
+
 def decide(
     p: GateParams,
     metrics: dict | None,
     validation: dict | None,
     unreadable: dict[str, str] | None = None,
+    predictions: list[dict] | None = None,
+    champion: list[dict] | None = None,
 ) -> dict:
-    """The gate's verdict. `metrics` is eval.json, `validation` is validate.json; either may be
-    None when it could not be read (then `unreadable` says why), which fails every check that
-    needs it."""
+    """The gate's verdict. `metrics` is eval.json, `validation` is validate.json,
+    `predictions` the candidate's per-example rows and `champion` the champion's (None when
+    there is no champion yet). What could not be read is None and `unreadable` says why,
+    which fails every check that needs it."""
     unreadable = unreadable or {}
 
     def metric(path: str):
@@ -83,6 +136,15 @@ def decide(
     checks += [
         check(f"{name} beats base", ">", metric(name), metric(f"base.{name}"))
         for name in p.beat_base
+    ]
+    comparison_problem = unreadable.get("champion") or (
+        f"{PREDICTIONS} unreadable: {unreadable['predictions']}"
+        if "predictions" in unreadable
+        else None
+    )
+    checks += [
+        regression_check(p, metric, predictions, champion, comparison_problem)
+        for metric in p.no_regression
     ]
     if p.require_validation:
 
@@ -116,12 +178,34 @@ def _read(path) -> tuple[dict | None, str | None]:
     return (data, None) if isinstance(data, dict) else (None, "not a JSON object")
 
 
+def _read_rows(path) -> tuple[list[dict] | None, str | None]:
+    try:
+        return read_jsonl(path), None
+    except FileNotFoundError:
+        return None, "file not found"
+    except DataError as exc:
+        return None, str(exc)
+
+
 def main() -> int:
     params = load_params()
     metrics, eval_err = _read(EVAL_METRICS)
     validation, validate_err = _read(VALIDATE_METRICS)
-    unreadable = {k: v for k, v in (("eval", eval_err), ("validate", validate_err)) if v}
-    verdict = decide(params.gate, metrics, validation, unreadable)
+    predictions, predictions_err = _read_rows(PREDICTIONS)
+    champion, champion_err = (None, None)
+    if CHAMPION_PREDICTIONS.exists():
+        champion, champion_err = _read_rows(CHAMPION_PREDICTIONS)
+    unreadable = {
+        k: v
+        for k, v in (
+            ("eval", eval_err),
+            ("validate", validate_err),
+            ("predictions", predictions_err),
+            ("champion", champion_err and f"{CHAMPION_PREDICTIONS} unreadable: {champion_err}"),
+        )
+        if v
+    }
+    verdict = decide(params.gate, metrics, validation, unreadable, predictions, champion)
     write_json(GATE_METRICS, verdict)
     failed = [c for c in verdict["checks"] if not c["passed"]]
     for c in failed:

@@ -1,5 +1,8 @@
 import json
 import math
+import random
+
+import pytest
 
 from pipeline.config import GateParams
 from pipeline.evaluate.gate import decide, main
@@ -97,3 +100,61 @@ def test_main_with_no_eval_file_fails_closed(in_tmp):
     assert main() == 1
     check = json.loads((in_tmp / "metrics/gate.json").read_text())["checks"][0]
     assert "metrics/eval.json unreadable: file not found" in check["error"]
+
+
+def champion_rows(n=200, wrong_every=6):
+    return [
+        {
+            "id": f"c{i}",
+            "task": "classify",
+            "reference": "教务",
+            "prediction": "科研" if i % wrong_every == 0 else "教务",
+        }
+        for i in range(n)
+    ]
+
+
+REGRESSION = GateParams(
+    no_regression=["classify.accuracy"], tolerance=0.02, require_validation=False
+)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_noise_level_change_against_the_champion_passes(seed):
+    champion = champion_rows()
+    candidate = [dict(r) for r in champion]
+    for i in random.Random(seed).sample(range(200), 4):  # a few random flips
+        candidate[i]["prediction"] = "教务" if candidate[i]["prediction"] == "科研" else "科研"
+    check = decide(REGRESSION, EVAL, None, None, candidate, champion)["checks"][0]
+    assert check["passed"], check
+    assert check["value"] >= -0.02
+
+
+def test_confirmed_regression_against_the_champion_fails():
+    champion = champion_rows()
+    candidate = [r | {"prediction": "科研"} if i % 4 == 1 else r for i, r in enumerate(champion)]
+    verdict = decide(REGRESSION, EVAL, None, None, candidate, champion)
+    check = verdict["checks"][0]
+    assert not verdict["passed"]
+    assert check["name"] == "classify.accuracy vs champion"
+    assert check["interval"][1] < 0 and check["value"] == check["interval"][1]
+
+
+def test_no_champion_yet_passes_and_says_so():
+    check = decide(REGRESSION, EVAL, None, None, champion_rows(), None)["checks"][0]
+    assert check["passed"] and "no champion yet" in check["note"]
+
+
+def test_unreadable_champion_or_unknown_metric_fails():
+    verdict = decide(
+        REGRESSION,
+        EVAL,
+        None,
+        {"champion": "champion/predictions.jsonl:3: invalid"},
+        champion_rows(),
+        None,
+    )
+    assert not verdict["passed"] and "invalid" in verdict["checks"][0]["error"]
+    unknown = GateParams(no_regression=["classify.f1"], require_validation=False)
+    check = decide(unknown, EVAL, None, None, champion_rows(), champion_rows())["checks"][0]
+    assert not check["passed"] and "cannot be compared" in check["error"]
