@@ -11,19 +11,43 @@ import argparse
 import importlib
 import sys
 
-# (command words, "module:function", help). A function takes the parsed args if it accepts
-# an argument, otherwise nothing, and returns an exit code.
-COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
-    (("params",), "pipeline.config_cli:show", "print the resolved params.yaml"),
-    (("prepare",), "pipeline.data.prepare:main", "stage: raw notices -> instruction records"),
-    (("validate",), "pipeline.data.validate:main", "stage: check raw and prepared data"),
-    (("base",), "pipeline.train.base:main", "stage: build or fetch the base model"),
-    (("train",), "pipeline.train.train:main", "stage: fine-tune (LoRA or full) with TRL"),
-    (("evaluate",), "pipeline.evaluate.evaluate:main", "stage: score fine-tuned vs base"),
-    (("gate",), "pipeline.evaluate.gate:main", "stage: pass/fail against params.gate"),
-    (("summary",), "pipeline.evaluate.summary:main", "print the run's summary table"),
-    (("bench",), "pipeline.bench:main", "measure speed figures -> bench/results.json"),
-    (("data", "sample"), "pipeline.data.sample:main", "regenerate the shipped sample notices"),
+# (command words, "module:function", help, arguments). A function with a parameter gets the
+# parsed args; arguments are (flags, add_argument keywords). Modules load only when run.
+Argument = tuple[tuple[str, ...], dict]
+COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
+    (("params",), "pipeline.config_cli:show", "print the resolved params.yaml", []),
+    (("prepare",), "pipeline.data.prepare:main", "stage: raw notices -> instruction records", []),
+    (("validate",), "pipeline.data.validate:main", "stage: check raw and prepared data", []),
+    (("base",), "pipeline.train.base:main", "stage: build or fetch the base model", []),
+    (("train",), "pipeline.train.train:main", "stage: fine-tune (LoRA or full) with TRL", []),
+    (("evaluate",), "pipeline.evaluate.evaluate:main", "stage: score fine-tuned vs base", []),
+    (("gate",), "pipeline.evaluate.gate:main", "stage: pass/fail against params.gate", []),
+    (("summary",), "pipeline.evaluate.summary:main", "print the run's summary table", []),
+    (
+        ("report",),
+        "pipeline.evaluate.report:main",
+        "write the pull-request report (Markdown + PNG plots) comparing with a git ref",
+        [
+            (("--base",), {"default": "main", "help": "git ref to compare with (default: main)"}),
+            (("--out",), {"default": "reports/pr", "help": "directory for report.md and plots"}),
+        ],
+    ),
+    (
+        ("champion", "set"),
+        "pipeline.evaluate.champion:main",
+        "make an evaluation the baseline the gate compares against",
+        [
+            (
+                ("--source",),
+                {
+                    "default": "metrics/predictions.jsonl",
+                    "help": "per-example predictions (default: the current evaluation)",
+                },
+            )
+        ],
+    ),
+    (("bench",), "pipeline.bench:main", "measure speed figures -> bench/results.json", []),
+    (("data", "sample"), "pipeline.data.sample:main", "regenerate the shipped sample notices", []),
 ]
 
 
@@ -32,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups: dict[tuple[str, ...], argparse._SubParsersAction] = {
         (): parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     }
-    for words, target, help_text in COMMANDS:
+    for words, target, help_text, arguments in COMMANDS:
         for depth in range(1, len(words)):
             prefix = words[:depth]
             if prefix not in groups:
@@ -41,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                     dest=f"command_{depth}", metavar="COMMAND", required=True
                 )
         cmd = groups[words[:-1]].add_parser(words[-1], help=help_text, description=help_text)
+        for flags, kwargs in arguments:
+            cmd.add_argument(*flags, **kwargs)
         cmd.set_defaults(target=target)
     return parser
 

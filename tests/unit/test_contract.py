@@ -77,7 +77,7 @@ def test_params_name_real_sections_and_keys(stage):
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_stage_has_a_cli_command_running_the_same_main(stage):
-    targets = {words: target for words, target, _ in COMMANDS}
+    targets = {words: target for words, target, *_ in COMMANDS}
     assert targets[(stage,)] == f"{module_of(stage)}:main"
 
 

@@ -1,0 +1,294 @@
+"""`llmops report --base REF`: the pull-request comment, as Markdown plus PNG plots.
+
+Run: llmops report --base origin/main --out reports/pr && cml comment update reports/pr/report.md
+
+Sections, most important first: the gate verdict; the metric diff (`dvc metrics diff --md`);
+the params diff (`dvc params diff --md`); per-slice deltas with paired-bootstrap intervals,
+regressions first; the examples whose verdict changed (right -> wrong first); plots referenced
+by relative path. Works when REF has no metrics yet (first run) and when the gate failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import subprocess
+from pathlib import Path
+
+from pipeline.evaluate.compare import slice_deltas
+from pipeline.evaluate.evaluate import SLICE_DIMENSIONS
+from pipeline.io import DataError, atomic_write_text, read_json, read_jsonl
+from pipeline.paths import CONFUSION, GATE_METRICS, LOSS_CURVE, PREDICTIONS
+
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei",
+    "SimHei",
+    "Microsoft YaHei",
+    "PingFang SC",
+    "Source Han Sans SC",
+)
+MAX_EXAMPLES = 20
+
+
+def git_show(ref: str, path: Path) -> str | None:
+    """The file at `ref`, or None if it did not exist there."""
+    proc = subprocess.run(
+        ["git", "show", f"{ref}:{path.as_posix()}"], capture_output=True, text=True
+    )
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def require_ref(ref: str) -> None:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        from pipeline.io import UserError
+
+        raise UserError(
+            f"--base {ref}: not a commit here (fetch it first, e.g. `git fetch origin main`)"
+        )
+
+
+def dvc_md(*args: str) -> str:
+    proc = subprocess.run(["dvc", *args, "--md"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"_`dvc {' '.join(args)}` failed: {proc.stderr.strip()[-300:]}_\n"
+    return proc.stdout.strip() + "\n" if proc.stdout.strip() else "_no changes_\n"
+
+
+def rows_at(ref: str) -> list[dict] | None:
+    text = git_show(ref, PREDICTIONS)
+    if text is None:
+        return None
+    import json
+
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def gate_section(gate: dict | None) -> str:
+    if gate is None:
+        return "## ❔ Gate: no verdict\n\n`metrics/gate.json` is missing: run `dvc repro`.\n"
+    head = "## ✅ Gate passed" if gate.get("passed") else "## ❌ Gate failed"
+    lines = [
+        head,
+        "",
+        "| check | value | op | bound | interval | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in sorted(gate.get("checks", []), key=lambda c: c.get("passed", False)):
+        interval = c.get("interval")
+        shown = f"[{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else ""
+        value = "—" if c.get("value") is None else f"{c['value']:.4g}"
+        bound = "—" if c.get("bound") is None else f"{c['bound']:.4g}"
+        verdict = "✅" if c.get("passed") else "❌"
+        note = c.get("error") or c.get("note") or ""
+        lines.append(
+            f"| {c['name']} | {value} | {c['op']} | {bound} | {shown} | {verdict} {note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def slice_section(deltas: list[dict], base: str) -> str:
+    if not deltas:
+        return f"## Slices\n\n_No predictions at `{base}` to compare with (first run)._\n"
+    order = sorted(
+        deltas, key=lambda d: (not d["high"] < 0, not d["low"] > 0, d["task"], d["slice"])
+    )
+    lines = [
+        f"## Slices vs `{base}` (paired bootstrap 95% interval of the delta)",
+        "",
+        "| task | slice | n | before | after | delta | interval | |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for d in order:
+        regressed, improved = d["high"] < 0, d["low"] > 0
+        mark = "🔻 **regression**" if regressed else ("▲ improvement" if improved else "")
+        delta = f"**{d['delta']:+.3f}**" if regressed else f"{d['delta']:+.3f}"
+        lines.append(
+            f"| {d['task']} | {d['slice']} | {d['n']} | {d['baseline']:.3f} | "
+            f"{d['candidate']:.3f} | {delta} | [{d['low']:+.3f}, {d['high']:+.3f}] | "
+            f"{mark} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def changed_examples(new: list[dict], old: list[dict]) -> tuple[list[tuple], list[tuple]]:
+    """(right -> wrong, wrong -> right) pairs of (old row, new row), by example id."""
+    before = {r["id"]: r for r in old}
+    worse, better = [], []
+    for r in new:
+        o = before.get(r["id"])
+        if o is None or o["correct"] == r["correct"]:
+            continue
+        (worse if o["correct"] else better).append((o, r))
+    return worse, better
+
+
+def examples_section(new: list[dict], old: list[dict] | None) -> str:
+    if old is None:
+        return "## Changed examples\n\n_No predictions at the base ref (first run)._\n"
+    worse, better = changed_examples(new, old)
+    lines = [f"## Changed examples: {len(worse)} right → wrong, {len(better)} wrong → right", ""]
+    for title, pairs in (("Right → wrong", worse), ("Wrong → right", better)):
+        if not pairs:
+            continue
+        lines += [
+            f"### {title}",
+            "",
+            "| id | task | reference | before | after |",
+            "|---|---|---|---|---|",
+        ]
+        for o, r in pairs[:MAX_EXAMPLES]:
+            cells = [r["id"], r["task"], r["reference"], o["prediction"], r["prediction"]]
+            lines.append(
+                "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+            )
+        if len(pairs) > MAX_EXAMPLES:
+            lines.append(
+                f"\n_… and {len(pairs) - MAX_EXAMPLES} more in metrics/predictions.jsonl._"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import logging
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    cjk = [f for f in CJK_FONTS if f in installed]
+    plt.rcParams["font.sans-serif"] = [*cjk, "DejaVu Sans"]
+    return plt, bool(cjk)
+
+
+def _loss(text: str | None) -> tuple[list[float], list[float]]:
+    if not text:
+        return [], []
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return [float(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
+
+
+def plots(out: Path, base: str, deltas: list[dict]) -> tuple[list[str], bool]:
+    """Write the PNGs; returns their file names and whether a CJK font was found."""
+    import warnings
+
+    plt, has_cjk = _pyplot()
+    names = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # missing-glyph warnings when no CJK font exists
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for label, text in (
+            (base, git_show(base, LOSS_CURVE)),
+            ("this change", LOSS_CURVE.read_text() if LOSS_CURVE.exists() else None),
+        ):
+            steps, losses = _loss(text)
+            if steps:
+                ax.plot(steps, losses, label=label)
+        ax.set(xlabel="step", ylabel="training loss", title="Training loss")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "loss.png", dpi=110)
+        names.append("loss.png")
+        plt.close(fig)
+
+        if CONFUSION.exists():
+            pairs = list(csv.DictReader(io.StringIO(CONFUSION.read_text())))
+            labels = sorted({p["actual"] for p in pairs} | {p["predicted"] for p in pairs})
+            grid = [
+                [sum(1 for p in pairs if p["actual"] == a and p["predicted"] == b) for b in labels]
+                for a in labels
+            ]
+            fig, ax = plt.subplots(figsize=(5.5, 4.5))
+            ax.imshow(grid, cmap="Blues")
+            ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+            ax.set_yticks(range(len(labels)), labels)
+            for i, row in enumerate(grid):
+                for j, v in enumerate(row):
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+            ax.set(xlabel="predicted", ylabel="actual", title="classify: confusion matrix")
+            fig.tight_layout()
+            fig.savefig(out / "confusion.png", dpi=110)
+            names.append("confusion.png")
+            plt.close(fig)
+
+        if deltas:
+            shown = [d for d in deltas if d["slice"].startswith("category=")]
+            fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.2))
+            ys = range(len(shown))
+            ax.barh(
+                ys,
+                [d["delta"] for d in shown],
+                xerr=[
+                    [d["delta"] - d["low"] for d in shown],
+                    [d["high"] - d["delta"] for d in shown],
+                ],
+                color=[
+                    "#d62728" if d["high"] < 0 else "#2ca02c" if d["low"] > 0 else "#999"
+                    for d in shown
+                ],
+            )
+            ax.set_yticks(list(ys), [f"{d['task']} {d['slice']}" for d in shown])
+            ax.axvline(0, color="black", linewidth=0.8)
+            ax.set(xlabel=f"delta vs {base} (95% interval)", title="Per-slice change")
+            fig.tight_layout()
+            fig.savefig(out / "slices.png", dpi=110)
+            names.append("slices.png")
+            plt.close(fig)
+    return names, has_cjk
+
+
+def build_report(base: str, out: Path) -> str:
+    """Write out/report.md and its plots; return the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        gate = read_json(GATE_METRICS)
+    except DataError:
+        gate = None
+    new = read_jsonl(PREDICTIONS) if PREDICTIONS.exists() else []
+    old = rows_at(base)
+    deltas = slice_deltas(new, old, list(SLICE_DIMENSIONS)) if old else []
+    names, has_cjk = plots(out, base, deltas)
+    parts = [
+        gate_section(gate if isinstance(gate, dict) else None),
+        f"## Metrics vs `{base}`\n\n" + dvc_md("metrics", "diff", base),
+        f"## Params vs `{base}`\n\n" + dvc_md("params", "diff", base),
+        slice_section(deltas, base),
+        examples_section(new, old),
+        "## Plots\n\n"
+        + "\n".join(f"![{n[:-4]}]({n})" for n in names)
+        + "\n"
+        + (
+            ""
+            if has_cjk
+            else "\n_Chinese labels need a CJK font on the runner "
+            "(e.g. Debian's fonts-noto-cjk)._\n"
+        ),
+    ]
+    markdown = "\n".join(parts)
+    atomic_write_text(out / "report.md", markdown)
+    return markdown
+
+
+def main(args: argparse.Namespace) -> int:
+    require_ref(args.base)
+    out = Path(args.out)
+    markdown = build_report(args.base, out)
+    regressions = markdown.count("🔻")
+    print(
+        f"report: {out / 'report.md'} ({regressions} slice regression(s) vs {args.base}); "
+        f"publish with `cml comment update {out / 'report.md'}`"
+    )
+    return 0
