@@ -44,6 +44,12 @@ def test_eval_metrics_have_the_documented_shape(workspace):
         assert set(tree["title"]) >= {"rouge_l", "bleu", "n"}
     assert set(metrics["latency"]) >= {"p50_ms", "p95_ms", "tokens_per_s"}
     assert metrics["latency"]["p50_ms"] <= metrics["latency"]["p95_ms"]
+    for task in ("classify", "extract", "title"):
+        # fine-tuning makes the reference answers far more likely
+        assert 1 <= metrics[task]["perplexity"] < metrics["base"][task]["perplexity"]
+        assert set(metrics["slices"][task]) == {"category", "length", "source"}
+    assert len(metrics["slices"]["classify"]["category"]) == 6
+    assert {"invariance", "must_pass_classify", "must_pass_extract"} <= set(metrics["behaviour"])
 
 
 def test_fine_tuned_model_reaches_the_bar_and_beats_the_base(workspace):
@@ -67,7 +73,32 @@ def test_predictions_are_saved_per_example(workspace):
     ]
     evals = (workspace / "data/prepared/eval.jsonl").read_text().splitlines()
     assert len(rows) == len(evals)
-    assert {"id", "task", "reference", "prediction", "base_prediction", "correct"} <= set(rows[0])
+    assert {
+        "id",
+        "task",
+        "reference",
+        "prediction",
+        "base_prediction",
+        "correct",
+        "category",
+        "length",
+        "source",
+    } <= set(rows[0])
+
+
+def test_gate_compares_with_the_champion(workspace):
+    checks = {c["name"]: c for c in load(workspace, "metrics/gate.json")["checks"]}
+    champion = checks["classify.accuracy vs champion"]
+    assert champion["passed"] and champion["n"] > 0
+    assert champion["interval"][0] <= champion["delta"] <= champion["interval"][1]
+
+
+def test_report_on_the_first_run(workspace):
+    run(["llmops", "report", "--base", "HEAD", "--out", "reports/pr"], cwd=workspace)
+    report = (workspace / "reports/pr/report.md").read_text()
+    assert report.startswith("## ✅ Gate passed")
+    assert "No predictions at `HEAD` to compare with (first run)" in report
+    assert (workspace / "reports/pr/confusion.png").exists()
 
 
 def test_training_is_tracked_in_mlflow(workspace):
