@@ -18,13 +18,13 @@ def _read(path) -> dict:
 
 def rows(metrics: dict) -> list[tuple[str, str, float, float]]:
     """(task, metric, base, fine-tuned) for every task metric both models have."""
-    out = []
-    for task in sorted(t for t in metrics if t not in ("base", "latency")):
-        for name, value in sorted(metrics[task].items()):
-            base = metrics.get("base", {}).get(task, {}).get(name)
-            if name != "n" and base is not None:
-                out.append((task, name, float(base), float(value)))
-    return out
+    base = metrics.get("base", {})
+    return [
+        (task, name, float(base[task][name]), float(value))
+        for task in sorted(base)
+        for name, value in sorted(metrics.get(task, {}).items())
+        if name != "n" and name in base[task]
+    ]
 
 
 def main() -> int:
@@ -56,6 +56,12 @@ def main() -> int:
         f"latency p50 {lat.get('p50_ms')} ms, p95 {lat.get('p95_ms')} ms, "
         f"{lat.get('tokens_per_s')} generated tokens/s (batched, this machine)"
     )
+    behaviour = metrics.get("behaviour", {})
+    if behaviour:
+        console.print(
+            "behaviour: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in behaviour.items() if not k.startswith("n_"))
+        )
     if train:
         console.print(
             f"training: {train.get('method')}, {train.get('steps')} steps in "
