@@ -117,7 +117,7 @@ def main(args: argparse.Namespace | None = None) -> int:
     write_json(RESULTS, results)
     shutil.rmtree(WORK)
     figures = ", ".join(
-        f"{k}={v}" for k, v in sorted(results.items()) if k.endswith(("_s", "per_s"))
+        f"{k}={v}" for k, v in sorted(results.items()) if k.endswith(("_s", "per_s", "speedup"))
     )
     print(f"bench: wrote {RESULTS}: {figures}")
     return 0

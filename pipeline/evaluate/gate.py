@@ -2,9 +2,12 @@
 
 Run: dvc repro gate   (or: llmops gate)
 
-Fails closed: a metric that is missing or unreadable is a failed check that names it. Exits 1
-on failure, so `dvc repro` and CI fail too; metrics/gate.json is written either way and lists
-every check with its value, bound, operator and verdict.
+Checks, all from params.gate: absolute bounds on any metric; beating the untuned base; no
+significant regression against the champion (champion/predictions.jsonl), judged by a paired
+bootstrap interval on the same examples; and passed data validation. Fails closed: a metric
+that is missing or unreadable is a failed check that names it. Exits 1 on failure, so
+`dvc repro` and CI fail too; metrics/gate.json is written either way and lists every check
+with its value, bound, operator, interval and verdict.
 """
 
 from __future__ import annotations
