@@ -55,3 +55,19 @@ def flatten(d: dict, prefix: str = "") -> dict[str, object]:
         else:
             out[name] = value
     return out
+
+
+def dvc_hashes(lock: Path = Path("dvc.lock")) -> dict[str, str]:
+    """{output path: md5} of every cached output recorded in dvc.lock (empty without one), so a
+    run names the exact data and base model it trained on."""
+    import yaml
+
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+    return {
+        out["path"]: out["md5"]
+        for stage in stages.values()
+        for out in stage.get("outs", [])
+        if "md5" in out
+    }

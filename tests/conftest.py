@@ -1,14 +1,20 @@
 """Shared fixtures. The trained workspace is built once per session and shared by every test
-that needs a real `dvc repro` (it takes minutes on 2 CPU cores)."""
+that needs a real `dvc repro` (it takes minutes on 2 CPU cores); a tiny untrained model,
+small enough to build and train in seconds, serves the model and integration tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from pipeline.config import BaseParams
+from pipeline.data.sample import generate
+from pipeline.train.base import build_model, build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -48,3 +54,31 @@ def workspace(tmp_path_factory) -> Path:
     proc = run(["dvc", "repro"], cwd=dest)
     (dest / "repro.log").write_text(proc.stdout + proc.stderr)
     return dest
+
+
+# a model small enough to build and train in seconds
+LABELS = ["教务", "科研", "学生工作", "招生就业", "后勤", "讲座活动"]
+TINY = dataclasses.replace(
+    BaseParams(),
+    vocab_size=600,
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=1,
+    num_heads=2,
+    max_position_embeddings=256,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_tok():
+    texts = [n["title"] + n["body"] for n in generate(80)]
+    return build_tokenizer(texts, TINY.vocab_size, LABELS)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, tiny_tok):
+    out = tmp_path_factory.mktemp("tiny")
+    model = build_model(TINY, tiny_tok)
+    model.save_pretrained(out)
+    tiny_tok.save_pretrained(out)
+    return out

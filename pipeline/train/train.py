@@ -19,7 +19,14 @@ from pathlib import Path
 from pipeline.config import Params, TrainParams, load_params
 from pipeline.io import read_jsonl, run_stage, write_json
 from pipeline.modeling import is_adapter, load_model, load_tokenizer
-from pipeline.paths import ADAPTER_DIR, BASE_DIR, LOSS_CURVE, TRAIN_FILE, TRAIN_METRICS
+from pipeline.paths import (
+    ADAPTER_DIR,
+    BASE_DIR,
+    LOSS_CURVE,
+    PREPARED_DIR,
+    TRAIN_FILE,
+    TRAIN_METRICS,
+)
 from pipeline.train.trainer import fit, sft_config
 
 
@@ -89,26 +96,42 @@ def train(
 
 
 def track(params: Params, run) -> dict:
-    """Train inside an MLflow run and log what a reviewer needs to reproduce it."""
+    """Train inside an MLflow run and log what a reviewer needs to reproduce it: params, the
+    training data as a dataset input (with its digest), the git commit and DVC hashes of the
+    data and base model, per-step loss (transformers' MLflow callback), the adapter and
+    tokenizer as artifacts."""
     import mlflow
+    import pandas as pd
 
-    from pipeline.tracking import flatten, git_commit
+    from pipeline.tracking import dvc_hashes, flatten, git_commit
 
+    records = read_jsonl(TRAIN_FILE)
     mlflow.log_params(
         flatten({"train": dataclasses.asdict(params.train), "model.base": params.model.base})
     )
+    frame = pd.DataFrame(
+        {
+            "id": [r["id"] for r in records],
+            "task": [r["task"] for r in records],
+            "prompt": [r["prompt"][-1]["content"] for r in records],
+            "completion": [r["completion"][0]["content"] for r in records],
+        }
+    )
+    mlflow.log_input(
+        mlflow.data.from_pandas(frame, source=str(TRAIN_FILE), name="train"), context="training"
+    )
+    tags = {
+        f"dvc.md5.{path}": md5
+        for path, md5 in dvc_hashes().items()
+        if path in (str(PREPARED_DIR), str(BASE_DIR))
+    }
     if commit := git_commit():
-        mlflow.set_tag("git_commit", commit)
+        tags["git_commit"] = commit
+    mlflow.set_tags(tags)
     with tempfile.TemporaryDirectory(prefix="flywheel-train-") as work:
         summary = train(
-            params.train,
-            BASE_DIR,
-            read_jsonl(TRAIN_FILE),
-            ADAPTER_DIR,
-            Path(work),
-            report_to="mlflow",
+            params.train, BASE_DIR, records, ADAPTER_DIR, Path(work), report_to="mlflow"
         )
-    # per-step loss, learning rate and grad norm come from transformers' MLflow callback
     if summary["tokens_per_s"]:
         mlflow.log_metric("tokens_per_s", summary["tokens_per_s"])
     mlflow.log_artifacts(str(ADAPTER_DIR), artifact_path="adapter")

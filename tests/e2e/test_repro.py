@@ -112,6 +112,15 @@ def test_training_is_tracked_in_mlflow(workspace):
     history = client.get_metric_history(run_.info.run_id, "loss")
     assert len(history) > 10 and history[-1].value < history[0].value
     assert "adapter" in {a.path for a in client.list_artifacts(run_.info.run_id)}
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    prepared = next(o["md5"] for o in lock["prepare"]["outs"] if o["path"] == "data/prepared")
+    base = next(o["md5"] for o in lock["base"]["outs"] if o["path"] == "models/base")
+    assert run_.data.tags["dvc.md5.data/prepared"] == prepared
+    assert run_.data.tags["dvc.md5.models/base"] == base
+    assert (
+        run_.data.tags["git_commit"]
+        == run(["git", "rev-parse", "HEAD"], cwd=workspace).stdout.strip()
+    )
 
 
 def test_nothing_reruns_when_nothing_changed(workspace):
