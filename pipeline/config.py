@@ -89,6 +89,8 @@ class TrainParams:
     packing: bool = False
     # trades ~30% more compute for activation memory: for big models on GPUs
     gradient_checkpointing: bool = False
+    # write a checkpoint every N steps (0: never); a killed run resumes from the last one
+    save_steps: int = 100
     seed: int = 0
     lora: LoraParams = field(default_factory=LoraParams)
 

@@ -106,7 +106,7 @@ def pretrain(p: BaseParams, model, tok, texts: list[str], work_dir: Path) -> dic
     )
     data = Dataset.from_dict({"text": texts})
     stats = fit(SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=data))
-    stats.pop("losses")
+    del stats["losses"], stats["resumed_from_step"]
     return stats
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import tempfile
 from pathlib import Path
 
 from pipeline.config import Params, TrainParams, load_params
@@ -22,12 +21,13 @@ from pipeline.modeling import is_adapter, load_model, load_tokenizer
 from pipeline.paths import (
     ADAPTER_DIR,
     BASE_DIR,
+    CHECKPOINT_DIR,
     LOSS_CURVE,
     PREPARED_DIR,
     TRAIN_FILE,
     TRAIN_METRICS,
 )
-from pipeline.train.trainer import fit, sft_config
+from pipeline.train.trainer import fingerprint, fit, last_good_checkpoint, sft_config
 
 
 def peft_config(p: TrainParams):
@@ -52,7 +52,11 @@ def train(
     report_to: str = "none",
 ) -> dict:
     """Fine-tune the model in `base_dir` on `records`; save the adapter (or full weights) and
-    tokenizer to `out_dir`; return the training summary."""
+    tokenizer to `out_dir`; return the training summary. Checkpoints go to `work_dir` every
+    `p.save_steps`; a rerun with the same params, data and base resumes from the last one, and
+    a finished run removes them."""
+    import shutil
+
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -61,6 +65,11 @@ def train(
     dataset = Dataset.from_dict(
         {"prompt": [r["prompt"] for r in records], "completion": [r["completion"] for r in records]}
     )
+    resume_from = last_good_checkpoint(
+        work_dir, fingerprint(dataclasses.asdict(p), records, base_dir)
+    )
+    if resume_from:
+        print(f"train: resuming from {resume_from}", flush=True)
     args = sft_config(
         work_dir,
         max_steps=p.max_steps,
@@ -75,6 +84,9 @@ def train(
         completion_only_loss=True,
         seed=p.seed,
         report_to=report_to,
+        save_strategy="steps" if p.save_steps else "no",
+        save_steps=p.save_steps or 500,
+        save_total_limit=1,
     )
     trainer = SFTTrainer(
         model=model,
@@ -83,7 +95,8 @@ def train(
         train_dataset=dataset,
         peft_config=peft_config(p) if p.method == "lora" else None,
     )
-    stats = fit(trainer)
+    stats = fit(trainer, resume_from)
+    shutil.rmtree(work_dir)
     trainer.model.save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
     trainable = sum(t.numel() for t in trainer.model.parameters() if t.requires_grad)
@@ -128,10 +141,9 @@ def track(params: Params, run) -> dict:
     if commit := git_commit():
         tags["git_commit"] = commit
     mlflow.set_tags(tags)
-    with tempfile.TemporaryDirectory(prefix="flywheel-train-") as work:
-        summary = train(
-            params.train, BASE_DIR, records, ADAPTER_DIR, Path(work), report_to="mlflow"
-        )
+    summary = train(
+        params.train, BASE_DIR, records, ADAPTER_DIR, CHECKPOINT_DIR, report_to="mlflow"
+    )
     if summary["tokens_per_s"]:
         mlflow.log_metric("tokens_per_s", summary["tokens_per_s"])
     mlflow.log_artifacts(str(ADAPTER_DIR), artifact_path="adapter")
