@@ -54,4 +54,4 @@ lock:  ## re-resolve requirements.lock from pyproject.toml in a scratch venv
 	rm -rf .venv-lock
 
 clean:  ## remove pipeline outputs (DVC cache and git-tracked metrics stay)
-	rm -rf data/prepared models/base models/adapter bench/work
+	rm -rf data/prepared models/base models/adapter models/checkpoints bench/work reports
