@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from pipeline import paths
+
 # (command words, "module:function", help, arguments). A function with a parameter gets the
 # parsed args; arguments are (flags, add_argument keywords). Modules load only when run.
 Argument = tuple[tuple[str, ...], dict]
@@ -29,7 +31,13 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
         "write the pull-request report (Markdown + PNG plots) comparing with a git ref",
         [
             (("--base",), {"default": "main", "help": "git ref to compare with (default: main)"}),
-            (("--out",), {"default": "reports/pr", "help": "directory for report.md and plots"}),
+            (
+                ("--out",),
+                {
+                    "default": str(paths.REPORTS_DIR / "pr"),
+                    "help": "directory for report.md and plots",
+                },
+            ),
         ],
     ),
     (
@@ -40,10 +48,21 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
             (
                 ("--source",),
                 {
-                    "default": "metrics/predictions.jsonl",
+                    "default": str(paths.PREDICTIONS),
                     "help": "per-example predictions (default: the current evaluation)",
                 },
             )
+        ],
+    ),
+    (
+        ("export",),
+        "pipeline.train.export:main",
+        "write merged weights for serving without LoRA",
+        [
+            (("--merge",), {"action": "store_true", "help": "merge the adapter into the base"}),
+            (("--base",), {"default": str(paths.BASE_DIR)}),
+            (("--adapter",), {"default": str(paths.ADAPTER_DIR)}),
+            (("--out",), {"default": str(paths.MERGED_DIR)}),
         ],
     ),
     (("bench",), "pipeline.bench:main", "measure speed figures -> bench/results.json", []),

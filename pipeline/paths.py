@@ -21,6 +21,7 @@ BEHAVIOUR_DIR = Path("data/behaviour")  # must-pass notices, raw schema
 BASE_DIR = Path("models/base")
 ADAPTER_DIR = Path("models/adapter")
 CHECKPOINT_DIR = Path("models/checkpoints")
+MERGED_DIR = Path("models/merged")  # llmops export --merge
 
 METRICS_DIR = Path("metrics")
 PREPARE_METRICS = METRICS_DIR / "prepare.json"
