@@ -8,6 +8,8 @@ Every figure comes from running the real command here; nothing is typed by hand.
 - train_tokens_per_s: training throughput (non-padding tokens) of that cold run.
 - eval_batch_speedup: greedy generation over the eval split with the trained model, one
   prompt at a time vs in batches of params.evaluate.batch_size, measured back to back.
+- packing_throughput_ratio: training tokens/s with `train.packing` on over off, a few steps
+  each on the same data and base, back to back.
 """
 
 from __future__ import annotations
@@ -93,6 +95,31 @@ def bench_eval(repo: Path) -> dict[str, float]:
     }
 
 
+def bench_packing(repo: Path, steps: int = 12) -> dict[str, float]:
+    import dataclasses
+    import tempfile
+
+    from pipeline.config import load_params
+    from pipeline.io import read_jsonl
+    from pipeline.paths import BASE_DIR, PARAMS, TRAIN_FILE
+    from pipeline.train.train import train
+
+    p = load_params(repo / PARAMS).train
+    records = read_jsonl(repo / TRAIN_FILE)
+    rate = {}
+    for packing in (False, True):
+        run = dataclasses.replace(p, max_steps=steps, packing=packing, save_steps=0)
+        with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
+            rate[packing] = train(
+                run, repo / BASE_DIR, records, Path(work) / "out", Path(work) / "ckpt"
+            )["tokens_per_s"]
+    return {
+        "train_tokens_per_s_packed": rate[True],
+        "train_tokens_per_s_unpacked": rate[False],
+        "packing_throughput_ratio": round(rate[True] / rate[False], 2),
+    }
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     root = Path.cwd()
     skip = set(os.environ.get("BENCH_SKIP", "").split(","))
@@ -105,6 +132,8 @@ def main(args: argparse.Namespace | None = None) -> int:
         results.update(bench_repro(root, WORK))
         print("bench: generation over the eval split, batched vs one at a time ...", flush=True)
         results.update(bench_eval(WORK / "repo"))
+        print("bench: training throughput with packing off and on ...", flush=True)
+        results.update(bench_packing(WORK / "repo"))
     if "install" not in skip:
         print("bench: fresh virtualenv + pinned install ...", flush=True)
         results["install_s"] = bench_install(root, WORK)
@@ -117,7 +146,9 @@ def main(args: argparse.Namespace | None = None) -> int:
     write_json(RESULTS, results)
     shutil.rmtree(WORK)
     figures = ", ".join(
-        f"{k}={v}" for k, v in sorted(results.items()) if k.endswith(("_s", "per_s", "speedup"))
+        f"{k}={v}"
+        for k, v in sorted(results.items())
+        if k.endswith(("_s", "per_s", "speedup", "ratio"))
     )
     print(f"bench: wrote {RESULTS}: {figures}")
     return 0
