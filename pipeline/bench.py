@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from pipeline.io import read_json, write_json
+from pipeline.paths import TRAIN_METRICS
 from pipeline.scratch import copy_repo
 
 RESULTS = Path("bench/results.json")
@@ -62,7 +63,7 @@ def bench_repro(root: Path, work: Path) -> dict[str, float]:
     env.pop("MLFLOW_TRACKING_URI", None)
     cold = timed(["dvc", "repro"], repo, env)
     noop = timed(["dvc", "repro"], repo, env)
-    train = read_json(repo / "metrics/train.json")
+    train = read_json(repo / TRAIN_METRICS)
     return {
         "repro_cold_s": cold,
         "repro_noop_s": noop,

@@ -70,6 +70,16 @@ def read_json(path: Path) -> object:
         raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
 
 
+def read_json_object(path: Path) -> tuple[dict | None, str | None]:
+    """(the JSON object in `path`, None) or (None, why it could not be read): for files whose
+    absence is a state to report, not a crash (metrics read by the gate, summary, report)."""
+    try:
+        data = read_json(path)
+    except DataError as exc:
+        return None, exc.rule
+    return (data, None) if isinstance(data, dict) else (None, "not a JSON object")
+
+
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
     lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in rows]
     atomic_write_text(path, "".join(f"{line}\n" for line in lines))

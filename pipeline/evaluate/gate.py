@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from pipeline.config import GateParams, load_params
-from pipeline.io import DataError, read_json, read_jsonl, run_stage, write_json
+from pipeline.io import DataError, read_json_object, read_jsonl, run_stage, write_json
 from pipeline.paths import (
     CHAMPION_PREDICTIONS,
     EVAL_METRICS,
@@ -156,7 +156,7 @@ def decide(
                 raise KeyError(
                     f"{VALIDATE_METRICS} unreadable: {unreadable.get('validate', 'missing')}"
                 )
-            return float(lookup({"passed": float(validation.get("passed") is True)}, "passed"))
+            return 1.0 if validation.get("passed") is True else 0.0
 
         checks.append(check("data validation passed", "==", validated, lambda: 1.0))
     if not checks:
@@ -173,14 +173,6 @@ def decide(
     return {"passed": all(c["passed"] for c in checks), "checks": checks}
 
 
-def _read(path) -> tuple[dict | None, str | None]:
-    try:
-        data = read_json(path)
-    except DataError as exc:
-        return None, exc.rule
-    return (data, None) if isinstance(data, dict) else (None, "not a JSON object")
-
-
 def _read_rows(path) -> tuple[list[dict] | None, str | None]:
     try:
         return read_jsonl(path), None
@@ -192,8 +184,8 @@ def _read_rows(path) -> tuple[list[dict] | None, str | None]:
 
 def main() -> int:
     params = load_params()
-    metrics, eval_err = _read(EVAL_METRICS)
-    validation, validate_err = _read(VALIDATE_METRICS)
+    metrics, eval_err = read_json_object(EVAL_METRICS)
+    validation, validate_err = read_json_object(VALIDATE_METRICS)
     predictions, predictions_err = _read_rows(PREDICTIONS)
     champion, champion_err = (None, None)
     if CHAMPION_PREDICTIONS.exists():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline.evaluate.compare import slice_deltas
 from pipeline.evaluate.evaluate import SLICE_DIMENSIONS
-from pipeline.io import DataError, atomic_write_text, read_json, read_jsonl
+from pipeline.io import UserError, atomic_write_text, read_json_object, read_jsonl
 from pipeline.paths import CONFUSION, GATE_METRICS, LOSS_CURVE, PREDICTIONS
 
 CJK_FONTS = (
@@ -49,8 +49,6 @@ def require_ref(ref: str) -> None:
         text=True,
     )
     if proc.returncode != 0:
-        from pipeline.io import UserError
-
         raise UserError(
             f"--base {ref}: not a commit here (fetch it first, e.g. `git fetch origin main`)"
         )
@@ -253,16 +251,13 @@ def plots(out: Path, base: str, deltas: list[dict]) -> tuple[list[str], bool]:
 def build_report(base: str, out: Path) -> str:
     """Write out/report.md and its plots; return the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        gate = read_json(GATE_METRICS)
-    except DataError:
-        gate = None
+    gate, _ = read_json_object(GATE_METRICS)
     new = read_jsonl(PREDICTIONS) if PREDICTIONS.exists() else []
     old = rows_at(base)
     deltas = slice_deltas(new, old, list(SLICE_DIMENSIONS)) if old else []
     names, has_cjk = plots(out, base, deltas)
     parts = [
-        gate_section(gate if isinstance(gate, dict) else None),
+        gate_section(gate),
         f"## Metrics vs `{base}`\n\n" + dvc_md("metrics", "diff", base),
         f"## Params vs `{base}`\n\n" + dvc_md("params", "diff", base),
         slice_section(deltas, base),

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 from pipeline.evaluate.scoring import PRIMARY
-from pipeline.io import DataError, read_json
+from pipeline.io import read_json_object
 from pipeline.paths import EVAL_METRICS, GATE_METRICS, PLOTS_DIR, TRAIN_METRICS
 from pipeline.tracking import tracking_uri
-
-
-def _read(path) -> dict:
-    try:
-        data = read_json(path)
-    except DataError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def rows(metrics: dict) -> list[tuple[str, str, float, float]]:
@@ -32,7 +24,9 @@ def main() -> int:
     from rich.table import Table
 
     console = Console()
-    metrics, gate, train = _read(EVAL_METRICS), _read(GATE_METRICS), _read(TRAIN_METRICS)
+    metrics, gate, train = (
+        read_json_object(p)[0] or {} for p in (EVAL_METRICS, GATE_METRICS, TRAIN_METRICS)
+    )
     if not metrics:
         console.print(f"no {EVAL_METRICS} yet: run `dvc repro` first")
         return 1
