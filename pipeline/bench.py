@@ -10,6 +10,11 @@ Every figure comes from running the real command here; nothing is typed by hand.
   prompt at a time vs in batches of params.evaluate.batch_size, measured back to back.
 - packing_throughput_ratio: training tokens/s with `train.packing` on over off, a few steps
   each on the same data and base, back to back.
+- train_tokens_per_s_cuda_<precision>, dpo_tokens_per_s_cuda_<precision> (only where a GPU
+  is present): the train and dpo stages' training code with the stage's params, data and
+  base model (models/base, data/prepared of this checkout) on the GPU, precision from
+  `train.precision` (auto: bf16); train_cuda_vs_cpu: the same training steps on this
+  machine's CPU, for a ratio measured on one machine.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ from pipeline.scratch import copy_repo
 
 RESULTS = Path("bench/results.json")
 WORK = Path("bench/work")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
@@ -121,6 +132,80 @@ def bench_packing(repo: Path, steps: int = 12) -> dict[str, float]:
     }
 
 
+def train_rate(repo: str | Path, steps: int | None = None, out: Path | None = None) -> dict:
+    """The train stage's training (its params, data and base model) on whatever device this
+    process sees; `steps` overrides train.max_steps; the model is kept in `out` if given."""
+    import dataclasses
+    import tempfile
+
+    from pipeline.config import load_params
+    from pipeline.io import read_jsonl
+    from pipeline.paths import BASE_DIR, PARAMS, TRAIN_FILE
+    from pipeline.train.train import train
+
+    repo = Path(repo)
+    p = dataclasses.replace(load_params(repo / PARAMS).train, save_steps=0)
+    if steps:
+        p = dataclasses.replace(p, max_steps=steps)
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
+        return train(p, repo / BASE_DIR, read_jsonl(repo / TRAIN_FILE),
+                     out or Path(work) / "out", Path(work) / "ckpt")  # fmt: skip
+
+
+def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
+    import json
+    import tempfile
+
+    import torch
+
+    from pipeline.config import load_params
+    from pipeline.data.prefs import load_pairs
+    from pipeline.paths import BASE_DIR, PARAMS, PREFS_FILE
+    from pipeline.train.dpo import dpo, split_pairs
+    from pipeline.train.trainer import precision_kwargs
+
+    params = load_params(repo / PARAMS)
+    kw = precision_kwargs(params.train.precision)
+    precision = "bf16" if kw["bf16"] else "fp16" if kw["fp16"] else "fp32"
+    out: dict[str, float | str] = {
+        "cuda_device": torch.cuda.get_device_name(),
+        "cuda_measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
+        sft = Path(work) / "sft"
+        gpu = train_rate(repo, out=sft)
+        out[f"train_tokens_per_s_cuda_{precision}"] = gpu["tokens_per_s"]
+        out["train_cuda_s"] = gpu["seconds"]
+        train_pairs, held_out = split_pairs(load_pairs(repo / PREFS_FILE), params.prepare)
+        if train_pairs:
+            summary = dpo(
+                params.dpo, params.train, repo / BASE_DIR, sft, train_pairs, held_out,
+                Path(work) / "dpo", Path(work) / "dpo-ckpt",
+            )  # fmt: skip
+            out[f"dpo_tokens_per_s_cuda_{precision}"] = summary["tokens_per_s"]
+            out["dpo_cuda_s"] = summary["seconds"]
+            for model in ("sft", "dpo"):
+                out[f"dpo_cuda_held_out_preference_accuracy_{model}"] = summary["held_out"][model][
+                    "preference_accuracy"
+                ]
+    # the same steps on this machine's CPU (a process that sees no GPU), for a ratio
+    # measured on one machine
+    code = (
+        "import json; from pipeline.bench import train_rate; "
+        f"print(json.dumps(train_rate({str(repo)!r}, {same_steps})))"
+    )
+    cpu = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], env=os.environ | {"CUDA_VISIBLE_DEVICES": ""},
+            capture_output=True, text=True, check=True,
+        ).stdout.splitlines()[-1]
+    )  # fmt: skip
+    same = train_rate(repo, same_steps)
+    out["train_tokens_per_s_same_machine_cpu"] = cpu["tokens_per_s"]
+    out["train_cuda_vs_cpu"] = round(same["tokens_per_s"] / cpu["tokens_per_s"], 2)
+    return out
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     root = Path.cwd()
     skip = set(os.environ.get("BENCH_SKIP", "").split(","))
@@ -135,6 +220,9 @@ def main(args: argparse.Namespace | None = None) -> int:
         results.update(bench_eval(WORK / "repo"))
         print("bench: training throughput with packing off and on ...", flush=True)
         results.update(bench_packing(WORK / "repo"))
+    if "cuda" not in skip and cuda_available():
+        print("bench: training on the GPU, then the same steps on the CPU ...", flush=True)
+        results.update(bench_cuda(root))
     if "install" not in skip:
         print("bench: fresh virtualenv + pinned install ...", flush=True)
         results["install_s"] = bench_install(root, WORK)

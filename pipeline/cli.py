@@ -22,6 +22,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
     (("validate",), "pipeline.data.validate:main", "stage: check raw and prepared data", []),
     (("base",), "pipeline.train.base:main", "stage: build or fetch the base model", []),
     (("train",), "pipeline.train.train:main", "stage: fine-tune (LoRA or full) with TRL", []),
+    (("dpo",), "pipeline.train.dpo:main", "stage: preference tuning (DPO) on the SFT model", []),
     (("evaluate",), "pipeline.evaluate.evaluate:main", "stage: score fine-tuned vs base", []),
     (("gate",), "pipeline.evaluate.gate:main", "stage: pass/fail against params.gate", []),
     (("summary",), "pipeline.evaluate.summary:main", "print the run's summary table", []),

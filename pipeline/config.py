@@ -93,6 +93,39 @@ class TrainParams:
     save_steps: int = 100
     seed: int = 0
     lora: LoraParams = field(default_factory=LoraParams)
+    # python: this process; accelerate: `accelerate launch --config_file accelerate_config`
+    # (DDP, FSDP, DeepSpeed configs in configs/accelerate/). Used by the dpo stage too.
+    launcher: Literal["python", "accelerate"] = "python"
+    accelerate_config: str = "configs/accelerate/cpu.yaml"
+    # auto: bf16 on GPUs that have it, else fp16 on GPUs, fp32 on CPU
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+
+
+# TRL's DPO losses (DPOConfig.loss_type)
+DPO_LOSSES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+    "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DpoParams:
+    """Preference tuning on data/feedback/prefs.jsonl, LoRA on top of the SFT model."""
+
+    enabled: bool = True
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    # weight of an SFT (NLL) term on the chosen answers beside the preference loss; 0: none
+    sft_weight: float = 1.0
+    max_steps: int = 60
+    batch_size: int = 8
+    grad_accum: int = 1
+    learning_rate: float = 5.0e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.1
+    max_length: int = 384
+    seed: int = 0
+    lora: LoraParams = field(default_factory=LoraParams)
 
 
 @dataclass(frozen=True)
@@ -132,6 +165,7 @@ class Params:
     model: ModelParams
     base: BaseParams
     train: TrainParams
+    dpo: DpoParams
     evaluate: EvaluateParams
     gate: GateParams
     mlflow: MlflowParams
@@ -228,6 +262,11 @@ def _check(p: Params) -> None:
         for name in getattr(p.gate, section):
             if name.count(".") != 1:
                 raise ParamsError(f"params.yaml:gate.{section}.{name}: expected `task.metric`")
+    if p.dpo.loss_type not in DPO_LOSSES:
+        raise ParamsError(
+            f"params.yaml:dpo.loss_type: unknown loss {p.dpo.loss_type!r}"
+            f" (TRL's: {', '.join(DPO_LOSSES)})"
+        )
     if not 0.5 <= p.gate.confidence < 1.0:
         raise ParamsError("params.yaml:gate.confidence: must be in [0.5, 1)")
 

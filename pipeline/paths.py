@@ -17,9 +17,12 @@ TRAIN_FILE = PREPARED_DIR / "train.jsonl"
 EVAL_FILE = PREPARED_DIR / "eval.jsonl"
 PRETRAIN_FILE = PREPARED_DIR / "pretrain.jsonl"
 BEHAVIOUR_DIR = Path("data/behaviour")  # must-pass notices, raw schema
+FEEDBACK_DIR = Path("data/feedback")
+PREFS_FILE = FEEDBACK_DIR / "prefs.jsonl"  # preference pairs for the dpo stage
 
 BASE_DIR = Path("models/base")
-ADAPTER_DIR = Path("models/adapter")
+SFT_DIR = Path("models/sft")  # the train stage's output
+ADAPTER_DIR = Path("models/adapter")  # the dpo stage's output: what is evaluated and released
 CHECKPOINT_DIR = Path("models/checkpoints")
 MERGED_DIR = Path("models/merged")  # llmops export --merge
 
@@ -28,6 +31,7 @@ PREPARE_METRICS = METRICS_DIR / "prepare.json"
 VALIDATE_METRICS = METRICS_DIR / "validate.json"
 BASE_METRICS = METRICS_DIR / "base.json"
 TRAIN_METRICS = METRICS_DIR / "train.json"
+DPO_METRICS = METRICS_DIR / "dpo.json"
 EVAL_METRICS = METRICS_DIR / "eval.json"
 GATE_METRICS = METRICS_DIR / "gate.json"
 PREDICTIONS = METRICS_DIR / "predictions.jsonl"
@@ -35,9 +39,12 @@ BEHAVIOUR_RESULTS = METRICS_DIR / "behaviour.jsonl"
 
 PLOTS_DIR = Path("plots")
 LOSS_CURVE = PLOTS_DIR / "train_loss.csv"
+DPO_CURVE = PLOTS_DIR / "dpo.csv"
 CONFUSION = PLOTS_DIR / "confusion.csv"
 
 MLFLOW_DIR = Path(".mlflow")
+
+ACCELERATE_CONFIGS = Path("configs/accelerate")  # params.train.accelerate_config points here
 
 # The production model's per-example evaluation; the gate checks for regressions against it.
 CHAMPION_DIR = Path("champion")

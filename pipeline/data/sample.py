@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pipeline.data.schema import CATEGORIES
 from pipeline.io import run_stage, write_jsonl
-from pipeline.paths import RAW_NOTICES
+from pipeline.paths import PREFS_FILE, RAW_NOTICES
 
 SCHOOLS = (
     "计算机学院",
@@ -642,10 +642,17 @@ def generate(n: int = 360, seed: int = 20260301) -> list[dict]:
 
 
 def main() -> int:
+    from pipeline.config import TASKS
+    from pipeline.data.prefs import sample_pairs
 
     notices = generate()
     write_jsonl(RAW_NOTICES, notices)
-    print(f"wrote {len(notices)} notices over {len(CATEGORIES)} categories to {RAW_NOTICES}")
+    pairs = sample_pairs(notices, list(TASKS))
+    write_jsonl(PREFS_FILE, pairs)
+    print(
+        f"wrote {len(notices)} notices over {len(CATEGORIES)} categories to {RAW_NOTICES}"
+        f" and {len(pairs)} preference pairs to {PREFS_FILE}"
+    )
     return 0
 
 

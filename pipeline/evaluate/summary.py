@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.evaluate.scoring import PRIMARY
 from pipeline.io import read_json_object
-from pipeline.paths import EVAL_METRICS, GATE_METRICS, PLOTS_DIR, TRAIN_METRICS
+from pipeline.paths import DPO_METRICS, EVAL_METRICS, GATE_METRICS, PLOTS_DIR, TRAIN_METRICS
 from pipeline.tracking import tracking_uri
 
 
@@ -24,8 +24,9 @@ def main() -> int:
     from rich.table import Table
 
     console = Console()
-    metrics, gate, train = (
-        read_json_object(p)[0] or {} for p in (EVAL_METRICS, GATE_METRICS, TRAIN_METRICS)
+    metrics, gate, train, dpo = (
+        read_json_object(p)[0] or {}
+        for p in (EVAL_METRICS, GATE_METRICS, TRAIN_METRICS, DPO_METRICS)
     )
     if not metrics:
         console.print(f"no {EVAL_METRICS} yet: run `dvc repro` first")
@@ -61,6 +62,16 @@ def main() -> int:
             f"training: {train.get('method')}, {train.get('steps')} steps in "
             f"{train.get('seconds')} s, loss {train.get('loss_first')} -> "
             f"{train.get('loss_last')}"
+        )
+    if dpo.get("skipped"):
+        console.print(f"DPO: skipped ({dpo['skipped']})")
+    elif dpo:
+        held = dpo.get("held_out", {})
+        console.print(
+            f"DPO: {dpo.get('steps')} steps on {dpo.get('pairs_train')} pairs; held-out"
+            f" preference accuracy {held.get('sft', {}).get('preference_accuracy')} (SFT) ->"
+            f" {held.get('dpo', {}).get('preference_accuracy')}, reward margin"
+            f" {held.get('dpo', {}).get('reward_margin')} ({dpo.get('pairs_held_out')} pairs)"
         )
     if gate:
         verdict = "[green]PASSED[/]" if gate.get("passed") else "[red]FAILED[/]"

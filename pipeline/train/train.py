@@ -1,4 +1,4 @@
-"""Supervised fine-tuning: data/prepared/train.jsonl + models/base -> models/adapter/.
+"""Supervised fine-tuning: data/prepared/train.jsonl + models/base -> models/sft/.
 
 Run: dvc repro train   (or: llmops train)
 
@@ -6,7 +6,8 @@ TRL's SFTTrainer on conversational prompt/completion records, so the loss covers
 only, rendered with the base model's chat template. `train.method: lora` (default) trains a
 PEFT LoRA adapter; `full` fine-tunes every weight. The run is tracked in MLflow (params,
 per-step loss, the adapter and tokenizer as artifacts, the git commit) and summarised in
-metrics/train.json and plots/train_loss.csv.
+metrics/train.json and plots/train_loss.csv. The dpo stage takes models/sft on from here.
+`train.launcher: accelerate` runs it under `accelerate launch` (pipeline/train/launch.py).
 """
 
 from __future__ import annotations
@@ -19,28 +20,23 @@ from pipeline.config import Params, TrainParams, load_params
 from pipeline.io import read_jsonl, run_stage, write_json
 from pipeline.modeling import is_adapter, load_model, load_tokenizer
 from pipeline.paths import (
-    ADAPTER_DIR,
     BASE_DIR,
     CHECKPOINT_DIR,
     LOSS_CURVE,
     PREPARED_DIR,
+    SFT_DIR,
     TRAIN_FILE,
     TRAIN_METRICS,
 )
-from pipeline.train.trainer import fingerprint, fit, last_good_checkpoint, sft_config
-
-
-def peft_config(p: TrainParams):
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=p.lora.r,
-        lora_alpha=p.lora.alpha,
-        lora_dropout=p.lora.dropout,
-        target_modules=p.lora.target_modules,
-        modules_to_save=p.lora.modules_to_save or None,
-        task_type="CAUSAL_LM",
-    )
+from pipeline.train.launch import is_main_process, launched_as, relaunch
+from pipeline.train.trainer import (
+    fingerprint,
+    fit,
+    last_good_checkpoint,
+    lora_config,
+    optimizer_kwargs,
+    sft_config,
+)
 
 
 def train(
@@ -54,9 +50,7 @@ def train(
     """Fine-tune the model in `base_dir` on `records`; save the adapter (or full weights) and
     tokenizer to `out_dir`; return the training summary. Checkpoints go to `work_dir` every
     `p.save_steps`; a rerun with the same params, data and base resumes from the last one, and
-    a finished run removes them."""
-    import shutil
-
+    a finished run removes them. In a distributed run only rank 0 writes."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -65,43 +59,39 @@ def train(
     dataset = Dataset.from_dict(
         {"prompt": [r["prompt"] for r in records], "completion": [r["completion"] for r in records]}
     )
+    main_process = is_main_process()
     resume_from = last_good_checkpoint(
-        work_dir, fingerprint(dataclasses.asdict(p), records, base_dir)
+        work_dir, fingerprint(dataclasses.asdict(p), records, base_dir), clean=main_process
     )
-    if resume_from:
+    if resume_from and main_process:
         print(f"train: resuming from {resume_from}", flush=True)
     args = sft_config(
         work_dir,
-        max_steps=p.max_steps,
-        per_device_train_batch_size=p.batch_size,
-        gradient_accumulation_steps=p.grad_accum,
-        learning_rate=p.learning_rate,
-        lr_scheduler_type=p.lr_scheduler,
-        warmup_steps=p.warmup_ratio,
-        max_length=p.max_length,
+        p.precision,
         packing=p.packing,
         gradient_checkpointing=p.gradient_checkpointing,
         completion_only_loss=True,
-        seed=p.seed,
         report_to=report_to,
         save_strategy="steps" if p.save_steps else "no",
         save_steps=p.save_steps or 500,
         save_total_limit=1,
+        **optimizer_kwargs(p),
     )
     trainer = SFTTrainer(
         model=model,
         args=args,
         processing_class=tok,
         train_dataset=dataset,
-        peft_config=peft_config(p) if p.method == "lora" else None,
+        peft_config=lora_config(p.lora) if p.method == "lora" else None,
     )
     stats = fit(trainer, resume_from)
-    shutil.rmtree(work_dir)
-    trainer.model.save_pretrained(str(out_dir))
-    tok.save_pretrained(str(out_dir))
+    trainer.save_model(str(out_dir))  # rank 0 writes; FSDP / ZeRO-3 shards are gathered first
+    if main_process:
+        shutil.rmtree(work_dir)
     trainable = sum(t.numel() for t in trainer.model.parameters() if t.requires_grad)
     return {
         "method": p.method,
+        **launched_as(),
         "examples": len(records),
         "trainable_parameters": trainable,
         **stats,
@@ -141,12 +131,10 @@ def track(params: Params, run) -> dict:
     if commit := git_commit():
         tags["git_commit"] = commit
     mlflow.set_tags(tags)
-    summary = train(
-        params.train, BASE_DIR, records, ADAPTER_DIR, CHECKPOINT_DIR, report_to="mlflow"
-    )
+    summary = train(params.train, BASE_DIR, records, SFT_DIR, CHECKPOINT_DIR, report_to="mlflow")
     if summary["tokens_per_s"]:
         mlflow.log_metric("tokens_per_s", summary["tokens_per_s"])
-    mlflow.log_artifacts(str(ADAPTER_DIR), artifact_path="adapter")
+    mlflow.log_artifacts(str(SFT_DIR), artifact_path="adapter")
     summary["mlflow_run_id"] = run.info.run_id
     return summary
 
@@ -158,9 +146,14 @@ def main() -> int:
     from pipeline.tracking import tracking_uri, use_experiment
 
     params = load_params()
+    if (status := relaunch(params.train, "pipeline.train.train")) is not None:
+        return status
+    if not is_main_process():  # a worker of a distributed run: rank 0 tracks and writes
+        train(params.train, BASE_DIR, read_jsonl(TRAIN_FILE), SFT_DIR, CHECKPOINT_DIR)
+        return 0
     use_experiment(params.mlflow.experiment)
-    if ADAPTER_DIR.exists():
-        shutil.rmtree(ADAPTER_DIR)
+    if SFT_DIR.exists():
+        shutil.rmtree(SFT_DIR)
     with mlflow.start_run(run_name=f"train-{params.train.method}") as run:
         summary = track(params, run)
     losses = summary.pop("losses")
@@ -168,10 +161,10 @@ def main() -> int:
         LOSS_CURVE, "step,loss\n" + "".join(f"{r['step']},{r['loss']}\n" for r in losses)
     )
     write_json(TRAIN_METRICS, summary)
-    kind = "LoRA adapter" if is_adapter(ADAPTER_DIR) else "full weights"
+    kind = "LoRA adapter" if is_adapter(SFT_DIR) else "full weights"
     print(
         f"train: {summary['steps']} steps ({params.train.method}) in {summary['seconds']} s,"
-        f" loss {summary['loss_first']} -> {summary['loss_last']}; {kind} in {ADAPTER_DIR}; "
+        f" loss {summary['loss_first']} -> {summary['loss_last']}; {kind} in {SFT_DIR}; "
         f"MLflow run {summary['mlflow_run_id']} at {tracking_uri()}"
     )
     return 0

@@ -6,31 +6,68 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import LoraParams
 
-def precision_kwargs() -> dict:
-    """bf16 on a GPU that supports it; plain fp32 on CPU (TRL defaults to bf16, which on a CPU
-    is ~12x slower or fails)."""
+
+def precision_kwargs(precision: str = "auto") -> dict:
+    """Mixed precision for `params.train.precision`. auto: bf16 on a GPU that supports it, else
+    fp16 on a GPU, plain fp32 on CPU (TRL defaults to bf16, which on a CPU is ~12x slower or
+    fails)."""
     import torch
 
-    if torch.cuda.is_available():
-        return {"bf16": torch.cuda.is_bf16_supported(), "fp16": not torch.cuda.is_bf16_supported()}
-    return {"use_cpu": True, "bf16": False, "fp16": False}
+    if not torch.cuda.is_available():
+        return {"use_cpu": True, "bf16": False, "fp16": False}
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def sft_config(work_dir: Path, **kwargs: Any):
-    """An SFTConfig with this project's defaults: no intermediate checkpoints, loss logged every
-    10 steps, precision chosen for the machine. `kwargs` (from params.yaml) come on top."""
-    from trl import SFTConfig
+def lora_config(lora: LoraParams):
+    """A PEFT LoraConfig from a `lora:` section of params.yaml (train.lora, dpo.lora)."""
+    from peft import LoraConfig
 
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        modules_to_save=lora.modules_to_save or None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def optimizer_kwargs(p: Any) -> dict:
+    """The TrainingArguments that train.* and dpo.* spell the same way."""
+    return {
+        "max_steps": p.max_steps,
+        "per_device_train_batch_size": p.batch_size,
+        "gradient_accumulation_steps": p.grad_accum,
+        "learning_rate": p.learning_rate,
+        "lr_scheduler_type": p.lr_scheduler,
+        "warmup_steps": p.warmup_ratio,  # a float below 1 is a share of max_steps
+        "max_length": p.max_length,
+        "seed": p.seed,
+    }
+
+
+def trl_config(config_class: type, work_dir: Path, precision: str = "auto", **kwargs: Any):
+    """A TRL config (SFTConfig, DPOConfig) with this project's defaults: no intermediate
+    checkpoints, loss logged every 10 steps, precision from params. `kwargs` come on top."""
     defaults = {
         "output_dir": str(work_dir),
         "logging_steps": 10,
         "save_strategy": "no",
         "report_to": "none",
         "include_num_input_tokens_seen": "non_padding",  # for tokens/s
-        **precision_kwargs(),
+        **precision_kwargs(precision),
     }
-    return SFTConfig(**(defaults | kwargs))
+    return config_class(**(defaults | kwargs))
+
+
+def sft_config(work_dir: Path, precision: str = "auto", **kwargs: Any):
+    from trl import SFTConfig
+
+    return trl_config(SFTConfig, work_dir, precision, **kwargs)
 
 
 def fit(trainer: Any, resume_from: str | None = None) -> dict:
@@ -84,14 +121,20 @@ def fingerprint(params: dict, records: list[dict], base_dir: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def last_good_checkpoint(work_dir: Path, run_fingerprint: str) -> str | None:
+def last_good_checkpoint(work_dir: Path, run_fingerprint: str, clean: bool = True) -> str | None:
     """The newest complete checkpoint that a run with the same fingerprint left in work_dir,
-    or None. Checkpoints of another run, and incomplete ones (killed while saving), are
-    removed, so a resumed run can only continue the very same training."""
+    or None. With `clean` (the main process), checkpoints of another run, and incomplete ones
+    (killed while saving), are removed, so a resumed run can only continue the very same
+    training; other ranks only read, and reach the same answer."""
     import shutil
 
     marker = work_dir / "fingerprint"
-    if work_dir.exists() and (not marker.exists() or marker.read_text() != run_fingerprint):
+    same_run = marker.exists() and marker.read_text() == run_fingerprint
+    if not clean:
+        complete = [c for c in work_dir.glob("checkpoint-*") if (c / "trainer_state.json").exists()]
+        newest = max(complete, key=lambda d: int(d.name.split("-")[1]), default=None)
+        return str(newest) if same_run and newest else None
+    if work_dir.exists() and not same_run:
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(run_fingerprint)

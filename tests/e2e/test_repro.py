@@ -22,6 +22,7 @@ def test_repro_writes_every_output(workspace):
         "models/base/config.json",
         "models/base/tokenizer.json",
         "metrics/train.json",
+        "metrics/dpo.json",
         "metrics/eval.json",
         "metrics/gate.json",
         "metrics/validate.json",
@@ -66,6 +67,16 @@ def test_fine_tuned_model_reaches_the_bar_and_beats_the_base(workspace):
     assert gate["passed"], [c for c in gate["checks"] if not c["passed"]]
 
 
+def test_dpo_raises_held_out_preference_accuracy_over_sft(workspace):
+    dpo = load(workspace, "metrics/dpo.json")
+    assert "skipped" not in dpo and dpo["pairs_held_out"] >= 50
+    held = dpo["held_out"]
+    # on pairs about eval notices, which DPO never trained on
+    assert held["dpo"]["preference_accuracy"] > held["sft"]["preference_accuracy"]
+    assert held["dpo"]["reward_margin"] > 0
+    assert (workspace / "models/sft").is_dir() and (workspace / "models/adapter").is_dir()
+
+
 def test_predictions_are_saved_per_example(workspace):
     rows = [
         json.loads(line)
@@ -106,7 +117,9 @@ def test_training_is_tracked_in_mlflow(workspace):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{workspace / '.mlflow/mlflow.db'}")
     experiment = client.get_experiment_by_name("flywheel")
-    (run_,) = client.search_runs([experiment.experiment_id])
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"train-full", "dpo"}
+    run_ = runs["train-full"]
     assert run_.info.run_id == load(workspace, "metrics/train.json")["mlflow_run_id"]
     assert run_.data.params["train.method"] in ("lora", "full")
     history = client.get_metric_history(run_.info.run_id, "loss")
@@ -121,6 +134,19 @@ def test_training_is_tracked_in_mlflow(workspace):
         run_.data.tags["git_commit"]
         == run(["git", "rev-parse", "HEAD"], cwd=workspace).stdout.strip()
     )
+
+
+def test_dpo_is_tracked_as_its_own_run_linked_to_the_sft_run(workspace):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / '.mlflow/mlflow.db'}")
+    dpo = load(workspace, "metrics/dpo.json")
+    run_ = client.get_run(dpo["mlflow_run_id"])
+    assert run_.data.tags["sft_run_id"] == load(workspace, "metrics/train.json")["mlflow_run_id"]
+    assert float(run_.data.params["dpo.beta"]) == dpo["beta"]
+    held = dpo["held_out"]["dpo"]
+    assert run_.data.metrics["held_out.dpo.preference_accuracy"] == held["preference_accuracy"]
+    assert "adapter" in {a.path for a in client.list_artifacts(run_.info.run_id)}
 
 
 def test_nothing_reruns_when_nothing_changed(workspace):

@@ -14,7 +14,7 @@ from pipeline.config import Params
 
 from ..conftest import ROOT
 
-STAGES = ["prepare", "validate", "base", "train", "evaluate", "gate"]
+STAGES = ["prepare", "validate", "base", "train", "dpo", "evaluate", "gate"]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
@@ -92,8 +92,10 @@ def test_dvc_outputs_are_the_paths_the_package_writes():
     for name in (
         "PREPARED_DIR",
         "BASE_DIR",
+        "SFT_DIR",
         "ADAPTER_DIR",
         "TRAIN_METRICS",
+        "DPO_METRICS",
         "EVAL_METRICS",
         "GATE_METRICS",
         "VALIDATE_METRICS",
