@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo repro test test-unit lint format bench lock clean
+.PHONY: setup tools demo repro test test-unit manifests lint format bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP)  ## create .venv with the pinned dependencies
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+tools:  ## system tools the tests call: promtool (Debian's prometheus) and kubectl
+	@command -v promtool >/dev/null || { $(SUDO) apt-get install -y -q prometheus >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q prometheus >/dev/null; }; }
+	@command -v kubectl >/dev/null || { echo "kubectl not found: install it (kustomize is built in)"; exit 1; }
+
 repro: setup  ## run the DVC pipeline (only what changed)
 	dvc repro
 
@@ -26,11 +32,14 @@ demo: setup  ## the whole loop on the embedded default, then a summary table
 	dvc push --quiet
 	llmops summary
 
-test: setup  ## everything CI runs
+test: setup tools  ## everything CI runs
 	pytest
 
 test-unit: setup  ## fast tests only
 	pytest tests/unit tests/data
+
+manifests: setup tools  ## render every kustomization; validate schemas, policy and PromQL
+	llmops manifests check
 
 lint: setup
 	ruff check .

@@ -66,6 +66,12 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
             (("--out",), {"default": str(paths.MERGED_DIR)}),
         ],
     ),
+    (
+        ("manifests", "check"),
+        "pipeline.deploy.manifests:main",
+        "render every kustomization; validate schemas, policy and PromQL",
+        [],
+    ),
     (("bench",), "pipeline.bench:main", "measure speed figures -> bench/results.json", []),
     (("data", "sample"), "pipeline.data.sample:main", "regenerate the shipped sample notices", []),
 ]

@@ -1,0 +1,213 @@
+"""The Kubernetes manifests, rendered with the real `kubectl kustomize` and checked with the
+real validators: CRD schemas, kubernetes-validate, promtool."""
+
+import copy
+import re
+import shutil
+
+import pytest
+import yaml
+
+from pipeline.deploy.manifests import (
+    alert_rules,
+    analysis_queries,
+    check,
+    crd_dirs,
+    crd_schemas,
+    policy_errors,
+    promql_errors,
+    promtool,
+    render,
+    schema_errors,
+    targets,
+)
+from pipeline.io import UserError
+
+from ..conftest import ROOT
+
+OVERLAYS = ["staging", "production"]
+
+
+@pytest.fixture(scope="module")
+def schemas(request):
+    try:
+        dirs = crd_dirs()
+    except UserError as exc:  # no shared CRD folder and no network to fetch the pinned ones
+        pytest.skip(f"CRD schemas unavailable: {exc}")
+    found = crd_schemas(dirs)
+    assert ("argoproj.io/v1alpha1", "Rollout") in found
+    return found
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return {env: render(ROOT / "manifests/overlays" / env) for env in OVERLAYS}
+
+
+def by_kind(objs, kind, prefix=""):
+    found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"].startswith(prefix)]
+    assert found, (kind, prefix)
+    return found[0]
+
+
+@pytest.mark.parametrize("target", targets(ROOT), ids=lambda p: p.name)
+def test_every_kustomization_builds_and_validates_with_zero_errors(target, schemas):
+    report = check(target, schemas)
+    assert report.errors == []
+    # only kinds whose CRDs are nowhere to be had go unchecked
+    assert {k.split()[1] for k in report.unchecked_kinds} <= {
+        "VirtualService", "DestinationRule", "PyTorchJob", "AppProject",
+    }  # fmt: skip
+    assert report.schema_checked >= report.objects - 2
+
+
+def test_the_validators_fail_on_what_they_exist_to_catch(rendered, schemas):
+    objs = rendered["production"]
+    rollout = copy.deepcopy(by_kind(objs, "Rollout"))
+    rollout["spec"]["strategy"]["canary"]["stepz"] = []
+    assert "'stepz' was unexpected" in schema_errors(rollout, schemas)[0]
+    service = copy.deepcopy(by_kind(objs, "Service", "vllm"))
+    service["spec"]["portz"] = []
+    assert "'portz' was unexpected" in schema_errors(service, schemas)[0]
+    template = copy.deepcopy(by_kind(objs, "AnalysisTemplate"))
+    template["spec"]["metrics"][0]["provider"]["prometheus"]["query"] = "sum(rate(x[5m])"
+    assert "unclosed left parenthesis" in promql_errors([template])[0]
+    assert "vllm-canary-background/success-rate" in promql_errors([template])[0]
+
+
+def test_policy_refuses_unpinned_images_missing_probes_and_root(rendered):
+    rollout = copy.deepcopy(by_kind(rendered["production"], "Rollout"))
+    assert policy_errors(rollout) == []
+    pod = rollout["spec"]["template"]["spec"]
+    pod["containers"][0]["image"] = "vllm/vllm-openai:latest"
+    pod["initContainers"][0]["image"] = "amazon/aws-cli"
+    del pod["containers"][0]["readinessProbe"]
+    del pod["securityContext"]["runAsNonRoot"]
+    pod["containers"][0]["securityContext"] = {"allowPrivilegeEscalation": True}
+    errors = "\n".join(policy_errors(rollout))
+    for expected in (
+        "container vllm: image 'vllm/vllm-openai:latest' is not pinned",
+        "initContainer fetch-adapter: image 'amazon/aws-cli' is not pinned",
+        "container vllm: no readinessProbe",
+        "container vllm: allowPrivilegeEscalation must be false",
+        "container vllm: must run as non-root",
+        "container vllm: a serving container needs readOnlyRootFilesystem",
+        "container vllm: capabilities must drop ALL",
+    ):
+        assert expected in errors
+
+
+def test_rollout_serves_the_adapter_of_the_release_and_canaries_in_steps(rendered):
+    for env, objs in rendered.items():
+        rollout = by_kind(objs, "Rollout")
+        model = by_kind(objs, "ConfigMap", "vllm-model-")
+        container = rollout["spec"]["template"]["spec"]["containers"][0]
+        assert "--enable-lora" in container["args"]
+        assert "--lora-modules=$(ADAPTER_NAME)=/adapters/$(ADAPTER_NAME)" in container["args"]
+        assert "--max-lora-rank=$(MAX_LORA_RANK)" in container["args"]
+        refs = {e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e}
+        assert refs == {model["metadata"]["name"]}, env  # the hashed name, rewritten
+        assert {"ADAPTER_URI", "ADAPTER_SHA256", "MAX_LORA_RANK"} <= set(model["data"])
+        canary = rollout["spec"]["strategy"]["canary"]
+        weights = [s["setWeight"] for s in canary["steps"] if "setWeight" in s]
+        assert weights == [10, 25, 50, 100]
+        kinds = [next(iter(s)) for s in canary["steps"]]
+        for i, kind in enumerate(kinds[:-1]):  # every new weight is paused on and analysed
+            if kind == "setWeight" and canary["steps"][i]["setWeight"] < 100:
+                assert kinds[i + 1 : i + 3] == ["pause", "analysis"], kinds
+        assert canary["analysis"]["templates"][0]["templateName"] == "vllm-canary-background"
+        header = canary["steps"][0]["setHeaderRoute"]
+        assert header["match"][0] == {
+            "headerName": "x-model-version",
+            "headerValue": {"exact": "canary"},
+        }
+        assert {"name": header["name"]} in canary["trafficRouting"]["managedRoutes"]
+
+
+def test_analysis_tells_canary_from_stable_by_pod_and_pauses_without_traffic(rendered):
+    for template in (o for o in rendered["production"] if o["kind"] == "AnalysisTemplate"):
+        for metric in template["spec"]["metrics"]:
+            assert metric["successCondition"].startswith("len(result) > 0 && !isNaN(result[0])")
+            assert metric["failureCondition"].startswith("len(result) > 0 && !isNaN(result[0])")
+            assert metric["inconclusiveLimit"] >= 1
+            assert "{{args.canary-hash}}" in metric["provider"]["prometheus"]["query"]
+    queries = dict(analysis_queries(rendered["production"]))
+    assert 'rollouts_pod_template_hash="5f7c9d8b6"' in queries["vllm-canary-step/success-rate"]
+    assert "vllm:request_success_total" in queries["vllm-canary-step/success-rate"]
+    assert 'status="5xx"' in queries["vllm-canary-step/http-error-rate"]
+    for name in ("e2e-latency-p95-vs-stable", "ttft-p95-vs-stable"):  # compared with stable
+        assert 'rollouts_pod_template_hash="6d9b7c5f4"' in queries[f"vllm-canary-step/{name}"]
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_overlays_set_the_thresholds_from_their_canary_env(env, rendered):
+    wanted = dict(
+        line.split("=", 1)
+        for line in (ROOT / f"manifests/overlays/{env}/canary.env").read_text().splitlines()
+        if line.strip()
+    )
+    step = by_kind(rendered[env], "AnalysisTemplate", "vllm-canary-step")
+    args = {a["name"]: a.get("value") for a in step["spec"]["args"]}
+    assert args["min-success-rate"] == wanted["MIN_SUCCESS_RATE"]
+    assert args["max-latency-ratio"] == wanted["MAX_LATENCY_RATIO"]
+    assert args["prometheus"] == wanted["PROMETHEUS_URL"]
+    assert not [o for o in rendered[env] if o["metadata"]["name"] == "canary-thresholds"]
+
+
+def test_a_new_release_record_changes_only_the_model_configmap_and_pod_template(tmp_path):
+    shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
+    overlay = tmp_path / "manifests/overlays/production"
+    before = render(overlay)
+    env = (overlay / "model.env").read_text()
+    (overlay / "model.env").write_text(
+        env.replace("MODEL_VERSION=0", "MODEL_VERSION=7").replace("/v0/", "/v7/")
+    )
+    record = (overlay / "model-release.yaml").read_text()
+    (overlay / "model-release.yaml").write_text(record.replace("version: 0", "version: 7"))
+    after = render(overlay)
+
+    def key(o):
+        return o["kind"], re.sub(r"-[a-z0-9]{10}$", "", o["metadata"]["name"])
+
+    old, new = {key(o): o for o in before}, {key(o): o for o in after}
+    assert old.keys() == new.keys()
+    changed = {k for k in old if old[k] != new[k]}
+    assert changed == {("ConfigMap", "vllm-model"), ("Rollout", "vllm")}
+    assert (
+        old["ConfigMap", "vllm-model"]["metadata"]["name"]
+        != new["ConfigMap", "vllm-model"]["metadata"]["name"]
+    )
+    r_old, r_new = old["Rollout", "vllm"], new["Rollout", "vllm"]
+    assert r_old["spec"]["template"] != r_new["spec"]["template"]
+    r_old["spec"].pop("template"), r_new["spec"].pop("template")
+    assert r_old == r_new  # nothing but the pod template
+
+
+def test_promtool_unit_tests_cover_every_alert_firing_and_not(rendered, tmp_path):
+    rules = alert_rules(rendered["production"])
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules, allow_unicode=True))
+    tests_file = ROOT / "manifests/base/monitoring/alerts.test.yaml"
+    shutil.copy(tests_file, tmp_path / "alerts.test.yaml")
+    proc = promtool("test", "rules", "alerts.test.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    assert {"VLLMHighErrorRate", "VLLMHighLatencyP95", "VLLMHighTimeToFirstToken",
+            "VLLMQueueBacklog", "VLLMKVCacheNearlyFull", "VLLMNoTraffic",
+            "LLMDataDrift"} <= alerts  # fmt: skip
+    cases = [
+        c for t in yaml.safe_load(tests_file.read_text())["tests"] for c in t["alert_rule_test"]
+    ]
+    for alert in alerts:
+        mine = [c for c in cases if c["alertname"] == alert]
+        assert any(c["exp_alerts"] for c in mine), f"{alert} never shown firing"
+        firing = [a for c in mine for a in c["exp_alerts"]]
+        assert any(c["exp_alerts"] == [] for c in mine) or all(
+            a["exp_labels"].get("namespace") == "bad" for a in firing
+        ), f"{alert} never shown quiet"
+
+
+def test_kv_cache_alert_uses_the_current_metric_name(rendered):
+    exprs = " ".join(
+        r["expr"] for g in alert_rules(rendered["production"])["groups"] for r in g["rules"]
+    )
+    assert "vllm:kv_cache_usage_perc" in exprs and "gpu_cache_usage_perc" not in exprs
