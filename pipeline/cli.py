@@ -66,6 +66,34 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
             (("--out",), {"default": str(paths.MERGED_DIR)}),
         ],
     ),
+    (("register",), "pipeline.release.registry:main", "register the model in MLflow", []),
+    (
+        ("promote",),
+        "pipeline.release.promote:main_promote",
+        "release a registered model to an environment: one git commit",
+        [
+            (("env",), {"help": "staging or production"}),
+            (("--version",), {"type": int, "help": "MLflow model version (default: newest)"}),
+            (("--tag",), {"help": "the version registered from this git tag's commit"}),
+            (("--push",), {"action": "store_true", "help": "push the commit (and tag)"}),
+        ],
+    ),
+    (
+        ("rollback",),
+        "pipeline.release.promote:main_rollback",
+        "git revert the last promotion of an environment",
+        [
+            (("env",), {"help": "staging or production"}),
+            (("--to",), {"help": "revert promotions down to this version (N, vN or model-vN)"}),
+            (("--push",), {"action": "store_true", "help": "push the revert"}),
+        ],
+    ),
+    (
+        ("status",),
+        "pipeline.release.status:main",
+        "what is deployed where, with lineage, from git",
+        [(("env",), {"nargs": "?", "help": "one environment (default: all)"})],
+    ),
     (
         ("manifests", "check"),
         "pipeline.deploy.manifests:main",

@@ -156,6 +156,7 @@ class GateParams:
 @dataclass(frozen=True)
 class MlflowParams:
     experiment: str = "flywheel"
+    registered_model: str = "flywheel-notices"  # llmops register / promote
 
 
 @dataclass(frozen=True)

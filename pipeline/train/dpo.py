@@ -133,6 +133,8 @@ def dpo(
         loss_type=[p.loss_type] + (["sft"] if p.sft_weight else []),
         loss_weights=[1.0] + ([p.sft_weight] if p.sft_weight else []),
         gradient_checkpointing=train_p.gradient_checkpointing,
+        # the frozen reference scores each pair once, before training, not at every step
+        precompute_ref_log_probs=True,
         report_to=report_to,
         **optimizer_kwargs(p),
     )
