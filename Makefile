@@ -30,7 +30,10 @@ repro: setup  ## run the DVC pipeline (only what changed)
 demo: setup  ## the whole loop on the embedded default, then a summary table
 	dvc repro
 	dvc push --quiet
+	llmops register
+	llmops promote staging
 	llmops summary
+	llmops status staging
 
 test: setup tools  ## everything CI runs
 	pytest

@@ -36,6 +36,15 @@ from pipeline.release.registry import client, model_version
 from pipeline.tracking import dvc_hashes
 
 PRODUCTION = "production"
+IDENTITY = ["-c", "user.name=llmops", "-c", "user.email=llmops@localhost"]
+
+
+def identity() -> list[str]:
+    """git options for commits and tags: none where git knows who commits, else `llmops` (a
+    fresh demo machine)."""
+    return [] if git("config", "user.name", check=False) else IDENTITY
+
+
 SUBJECT = re.compile(r"^promote: (?P<model>\S+) v(?P<version>\d+) to (?P<env>\S+)$")
 
 
@@ -173,7 +182,7 @@ def commit_promotion(env: str, name: str, version: int, record: dict) -> str | N
     subject = f"promote: {name} v{version} to {env}"
     run = record["model"]["mlflow_run_id"]
     body = f"Model-Version: {version}\nEnvironment: {env}\nMLflow-Run: {run}"
-    git("commit", "-q", "-m", subject, "-m", body)
+    git(*identity(), "commit", "-q", "-m", subject, "-m", body)
     return git("rev-parse", "HEAD")
 
 
@@ -218,7 +227,7 @@ def promote(
     if env == PRODUCTION:
         tag_name = f"model-v{number}"
         if not git("tag", "--list", tag_name):
-            git("tag", "-a", tag_name, "-m", f"{name} v{number} in production")
+            git(*identity(), "tag", "-a", tag_name, "-m", f"{name} v{number} in production")
             if push:
                 git("push", "-q", "origin", tag_name)
     if commit is None:
@@ -263,7 +272,7 @@ def rollback(env: str, to: str | None = None, push: bool = False) -> str:
                 f"{sha[:12]} changes more than a release ({sorted(changed - allowed)}):"
                 " not reverted"
             )
-        git("revert", "--no-edit", sha)
+        git(*identity(), "revert", "--no-edit", sha)
         done.append(version)
         if target is None:
             break
