@@ -56,3 +56,19 @@ def test_model_env_carries_what_the_pods_read():
         "ADAPTER_SHA256": "ab",
         "MAX_LORA_RANK": "16",
     }
+
+
+def test_commits_fall_back_to_an_llmops_identity_only_where_git_has_none(tmp_path, monkeypatch):
+    import subprocess
+
+    from pipeline.release.promote import IDENTITY, git, identity
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    subprocess.run(["git", "init", "-q"], check=True)
+    assert identity() == IDENTITY
+    git(*identity(), "commit", "-q", "--allow-empty", "-m", "first")
+    assert git("log", "-1", "--format=%an <%ae>") == "llmops <llmops@localhost>"
+    git("config", "user.name", "Ada")
+    assert identity() == []
