@@ -29,7 +29,7 @@ OVERLAYS = ["staging", "production"]
 
 
 @pytest.fixture(scope="module")
-def schemas(request):
+def schemas():
     try:
         dirs = crd_dirs()
     except UserError as exc:  # no shared CRD folder and no network to fetch the pinned ones
