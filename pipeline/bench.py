@@ -108,23 +108,8 @@ def bench_eval(repo: Path) -> dict[str, float]:
 
 
 def bench_packing(repo: Path, steps: int = 12) -> dict[str, float]:
-    import dataclasses
-    import tempfile
-
-    from pipeline.config import load_params
-    from pipeline.io import read_jsonl
-    from pipeline.paths import BASE_DIR, PARAMS, TRAIN_FILE
-    from pipeline.train.train import train
-
-    p = load_params(repo / PARAMS).train
-    records = read_jsonl(repo / TRAIN_FILE)
-    rate = {}
-    for packing in (False, True):
-        run = dataclasses.replace(p, max_steps=steps, packing=packing, save_steps=0)
-        with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
-            rate[packing] = train(
-                run, repo / BASE_DIR, records, Path(work) / "out", Path(work) / "ckpt"
-            )["tokens_per_s"]
+    rate = {packing: train_rate(repo, max_steps=steps, packing=packing)["tokens_per_s"]
+            for packing in (False, True)}  # fmt: skip
     return {
         "train_tokens_per_s_packed": rate[True],
         "train_tokens_per_s_unpacked": rate[False],
@@ -132,9 +117,9 @@ def bench_packing(repo: Path, steps: int = 12) -> dict[str, float]:
     }
 
 
-def train_rate(repo: str | Path, steps: int | None = None, out: Path | None = None) -> dict:
+def train_rate(repo: str | Path, out: Path | None = None, **overrides) -> dict:
     """The train stage's training (its params, data and base model) on whatever device this
-    process sees; `steps` overrides train.max_steps; the model is kept in `out` if given."""
+    process sees, `overrides` on top of params.train; the model is kept in `out` if given."""
     import dataclasses
     import tempfile
 
@@ -144,9 +129,7 @@ def train_rate(repo: str | Path, steps: int | None = None, out: Path | None = No
     from pipeline.train.train import train
 
     repo = Path(repo)
-    p = dataclasses.replace(load_params(repo / PARAMS).train, save_steps=0)
-    if steps:
-        p = dataclasses.replace(p, max_steps=steps)
+    p = dataclasses.replace(load_params(repo / PARAMS).train, save_steps=0, **overrides)
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
         return train(p, repo / BASE_DIR, read_jsonl(repo / TRAIN_FILE),
                      out or Path(work) / "out", Path(work) / "ckpt")  # fmt: skip
@@ -192,7 +175,7 @@ def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
     # measured on one machine
     code = (
         "import json; from pipeline.bench import train_rate; "
-        f"print(json.dumps(train_rate({str(repo)!r}, {same_steps})))"
+        f"print(json.dumps(train_rate({str(repo)!r}, max_steps={same_steps})))"
     )
     cpu = json.loads(
         subprocess.run(
@@ -200,7 +183,7 @@ def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
             capture_output=True, text=True, check=True,
         ).stdout.splitlines()[-1]
     )  # fmt: skip
-    same = train_rate(repo, same_steps)
+    same = train_rate(repo, max_steps=same_steps)
     out["train_tokens_per_s_same_machine_cpu"] = cpu["tokens_per_s"]
     out["train_cuda_vs_cpu"] = round(same["tokens_per_s"] / cpu["tokens_per_s"], 2)
     return out

@@ -292,7 +292,9 @@ def rollback(env: str, to: str | None = None, push: bool = False) -> str:
     if now:
         c.set_registered_model_alias(name, env, str(now))
     else:
-        with contextlib.suppress(Exception):  # no alias to remove
+        from mlflow.exceptions import MlflowException
+
+        with contextlib.suppress(MlflowException):  # no alias to remove
             c.delete_registered_model_alias(name, env)
     reverted = ", ".join(f"v{v}" for v in done)
     head = git("rev-parse", "--short", "HEAD")

@@ -33,9 +33,11 @@ def client():
 
 
 def model_version(c, name: str, version: int):
+    from mlflow.exceptions import MlflowException
+
     try:
         return c.get_model_version(name, str(version))
-    except Exception as exc:  # MlflowException: RESOURCE_DOES_NOT_EXIST
+    except MlflowException as exc:
         raise UserError(f"MLflow: {name} has no version {version} ({tracking_uri()})") from exc
 
 

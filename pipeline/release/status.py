@@ -34,13 +34,19 @@ def status_rows(envs: list[str]) -> list[dict]:
 
 
 def aliases(name: str) -> dict[str, str]:
-    try:
-        from pipeline.release.registry import client
+    from mlflow.exceptions import MlflowException
 
+    from pipeline.release.registry import client
+
+    try:
         model = client().get_registered_model(name)
-        return {k: str(v) for k, v in (model.aliases or {}).items()}
-    except Exception:  # no server, or nothing registered yet
+    except (MlflowException, OSError):  # nothing registered yet, or no server
         return {}
+    return {k: str(v) for k, v in (model.aliases or {}).items()}
+
+
+def short(value: str | None) -> str:
+    return (value or "-")[:12]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -48,7 +54,6 @@ def main(args: argparse.Namespace) -> int:
     name = load_params().mlflow.registered_model
     alias = aliases(name)
     for row in status_rows(envs):
-        short = lambda v: (v or "-")[:12]  # noqa: E731
         mlflow_says = alias.get(row["env"])
         drift = (
             f" (MLflow alias says v{mlflow_says}; git wins)"
