@@ -100,6 +100,50 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
         "render every kustomization; validate schemas, policy and PromQL",
         [],
     ),
+    (
+        ("serve",),
+        "pipeline.serve.server:main",
+        "OpenAI-compatible server with vLLM's metrics and request logs (CPU stand-in for vLLM)",
+        [
+            (("--model",), {"required": True, "help": "base model directory (e.g. models/base)"}),
+            (("--adapter",), {"help": "fine-tuned adapter or weights (e.g. models/adapter)"}),
+            (("--host",), {"default": "127.0.0.1"}),
+            (("--port",), {"type": int, "default": 8000}),
+            (("--served-model-name",), {"help": "model name clients use (default: dir name)"}),
+            (("--adapter-name",), {"default": "notices", "help": "the adapter's model name"}),
+            (("--model-version",), {"help": "written to request logs (default: $MODEL_VERSION)"}),
+            (("--request-log",), {"help": "append request logs (JSON Lines) to this file"}),
+            (
+                ("--fault",),
+                {
+                    "action": "append",
+                    "metavar": "NAME=VALUE",
+                    "help": "error_rate=0.1, latency_ms=800 or ttft_factor=3 (repeatable)",
+                },
+            ),
+            (("--engine",), {"choices": ["transformers", "vllm"], "default": "transformers"}),
+            (("--seed",), {"type": int, "default": 0, "help": "seed of sampling and faults"}),
+        ],
+    ),
+    (
+        ("analyze",),
+        "pipeline.deploy.analysis:main",
+        "run an AnalysisTemplate against Prometheus with Argo Rollouts' semantics",
+        [
+            (("template",), {"help": "a kustomization directory or a rendered YAML file"}),
+            (("--name",), {"help": "which AnalysisTemplate, when there are several"}),
+            (("--prometheus",), {"help": "Prometheus URL (default: the template's address)"}),
+            (("--arg",), {"action": "append", "metavar": "NAME=VALUE", "help": "template arg"}),
+            (
+                ("--time-scale",),
+                {
+                    "type": float,
+                    "default": 1.0,
+                    "help": "divide intervals, delays and PromQL windows by this (rehearsals)",
+                },
+            ),
+        ],
+    ),
     (("bench",), "pipeline.bench:main", "measure speed figures -> bench/results.json", []),
     (("data", "sample"), "pipeline.data.sample:main", "regenerate the shipped sample notices", []),
 ]

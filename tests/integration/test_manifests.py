@@ -130,6 +130,10 @@ def test_analysis_tells_canary_from_stable_by_pod_and_pauses_without_traffic(ren
             assert metric["successCondition"].startswith("len(result) > 0 && !isNaN(result[0])")
             assert metric["failureCondition"].startswith("len(result) > 0 && !isNaN(result[0])")
             assert metric["inconclusiveLimit"] >= 1
+            # Argo counts a metric Successful once `count` is reached with inconclusive
+            # measurements <= inconclusiveLimit: a limit >= count would pass a silent canary
+            if "count" in metric:
+                assert metric["inconclusiveLimit"] < metric["count"], metric["name"]
             assert "{{args.canary-hash}}" in metric["provider"]["prometheus"]["query"]
     queries = dict(analysis_queries(rendered["production"]))
     assert 'rollouts_pod_template_hash="5f7c9d8b6"' in queries["vllm-canary-step/success-rate"]
