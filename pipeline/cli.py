@@ -122,7 +122,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
                 },
             ),
             (("--engine",), {"choices": ["transformers", "vllm"], "default": "transformers"}),
-            (("--seed",), {"type": int, "default": 0, "help": "seed of sampling and faults"}),
+            (("--seed",), {"type": int, "default": 0, "help": "seed of sampling"}),
+            (("--threads",), {"type": int, "help": "torch CPU threads (default: torch's)"}),
         ],
     ),
     (
@@ -142,6 +143,44 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
                     "help": "divide intervals, delays and PromQL windows by this (rehearsals)",
                 },
             ),
+        ],
+    ),
+    (
+        ("rehearse",),
+        "pipeline.deploy.rehearse:main",
+        "rehearse the Rollout's canary here: two servers, Prometheus, traffic, analysis",
+        [
+            (("--env",), {"default": "production", "help": "overlay whose Rollout to follow"}),
+            (
+                ("--canary-fault",),
+                {
+                    "action": "append",
+                    "metavar": "NAME=VALUE",
+                    "help": "error_rate=0.1, latency_ms=800 or ttft_factor=3 (repeatable)",
+                },
+            ),
+            (
+                ("--time-scale",),
+                {
+                    "type": float,
+                    "default": 30.0,
+                    "help": "divide pauses, intervals and windows (default 30)",
+                },
+            ),
+            (("--rate",), {"type": float, "default": 8.0, "help": "requests per second"}),
+            (
+                ("--min-window",),
+                {
+                    "type": float,
+                    "default": 10.0,
+                    "help": "shortest PromQL range window once scaled, seconds",
+                },
+            ),
+            (("--scrape-interval",), {"type": float, "default": 1.0, "help": "seconds"}),
+            (("--base",), {"default": str(paths.BASE_DIR)}),
+            (("--canary",), {"default": str(paths.ADAPTER_DIR), "help": "the candidate"}),
+            (("--stable",), {"help": "stable model dir (default: the environment's release)"}),
+            (("--out",), {"default": str(paths.REPORTS_DIR / "rehearsal")}),
         ],
     ),
     (("bench",), "pipeline.bench:main", "measure speed figures -> bench/results.json", []),

@@ -83,6 +83,7 @@ class Measurement:
     phase: str
     value: Any = None
     message: str = ""
+    interval_s: float = 0.0  # the metric's, so a reader can count intervals
 
 
 @dataclass
@@ -256,7 +257,7 @@ def query_prometheus(address: str, promql: str, timeout_s: float = 10.0) -> Any:
     from prometheus_api_client import PrometheusConnect
 
     prom = PrometheusConnect(url=address.rstrip("/"), disable_ssl=True)
-    data = prom.custom_query(query=promql, params={"timeout": f"{timeout_s}s"})
+    data = prom.custom_query(query=promql, params={"timeout": f"{round(timeout_s)}s"})
     if isinstance(data, list) and len(data) == 2 and not isinstance(data[0], dict):
         return float(data[1])  # scalar: [time, "value"]
     if isinstance(data, list) and all(isinstance(d, dict) and "value" in d for d in data):
@@ -320,8 +321,9 @@ def run_analysis(
             continue
         for r in ready:
             phase, value, message = measure(r.metric, query)
-            m = Measurement(r.metric.name, len(r.measurements) + 1, round(now - start, 2), phase,
-                            value, message)  # fmt: skip
+            at = round(now - start, 2)
+            m = Measurement(r.metric.name, len(r.measurements) + 1, at, phase, value, message,
+                            r.metric.interval_s)  # fmt: skip
             r.measurements.append(m)
             due[id(r)] = time.monotonic() + r.metric.interval_s
             if on_measurement:

@@ -14,7 +14,8 @@ One request is generated at a time, on one worker thread; others wait in a queue
 counts from arrival, queueing included, as vLLM's does.
 
 Faults, for rehearsing a bad canary (`--fault NAME=VALUE`, repeatable):
-  error_rate=0.1   answer that share of requests with HTTP 500 (finished_reason="error")
+  error_rate=0.1   answer that share of requests, evenly spread, with HTTP 500
+                   (finished_reason="error")
   latency_ms=800   add that much latency before the first token
   ttft_factor=3    multiply the time to first token
 
@@ -31,7 +32,6 @@ import json
 import math
 import os
 import queue
-import random
 import sys
 import threading
 import time
@@ -106,11 +106,34 @@ class Result:
 class Engine:
     """Generates one job at a time on a worker thread and keeps vLLM's engine metrics."""
 
-    def __init__(self, model: Any, tok: Any, metrics: EngineMetrics, faults: Faults, seed: int = 0):
+    def __init__(
+        self,
+        model: Any,
+        tok: Any,
+        metrics: EngineMetrics,
+        faults: Faults,
+        seed: int = 0,
+        threads: int | None = None,
+    ):
         self.model, self.tok, self.metrics, self.faults = model, tok, metrics, faults
-        self.rng = random.Random(seed)
+        import torch
+
+        torch.manual_seed(seed)  # sampling (temperature > 0) is reproducible per server
+        if threads:
+            torch.set_num_threads(threads)
+        self.error_credit = 0.0
         self.jobs: queue.Queue[Job] = queue.Queue()
         threading.Thread(target=self._loop, name="engine", daemon=True).start()
+
+    def warm_up(self) -> None:
+        """One short generation before serving, so the first request is not the slow one (the
+        first in a fresh process is several times slower; vLLM warms up at start too)."""
+        import torch
+
+        ids = torch.tensor([self.tok("warm up", add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            self.model.generate(input_ids=ids.to(self.model.device), max_new_tokens=4,
+                                do_sample=False, pad_token_id=self.tok.pad_token_id)  # fmt: skip
 
     def submit(self, job: Job) -> None:
         self.jobs.put(job)
@@ -133,11 +156,15 @@ class Engine:
         import torch
         from transformers.generation.streamers import BaseStreamer
 
-        if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
+        # exactly `error_rate` of requests fail, spread evenly (not by chance: a short window
+        # of a rehearsal must see them)
+        self.error_credit += self.faults.error_rate
+        if self.error_credit >= 1 - 1e-9:
+            self.error_credit -= 1
             raise InjectedError("injected fault: error_rate")
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000)
-        engine, stamps = self, []
+        engine, stamps, started = self, [], time.perf_counter()
 
         class Tokens(BaseStreamer):
             prompt_seen = False
@@ -146,9 +173,8 @@ class Engine:
                 if not self.prompt_seen:  # generate() first passes the prompt itself
                     self.prompt_seen = True
                     return
-                if not stamps and engine.faults.ttft_factor > 1:
-                    waited = time.perf_counter() - job.arrival
-                    time.sleep(waited * (engine.faults.ttft_factor - 1))
+                if not stamps and engine.faults.ttft_factor > 1:  # prefill, queue left out
+                    time.sleep((time.perf_counter() - started) * (engine.faults.ttft_factor - 1))
                 stamps.append(time.perf_counter())
                 job.emit("token", value.view(-1).tolist())
 
@@ -462,8 +488,9 @@ def main(args: argparse.Namespace) -> int:
     names = [name] + ([args.adapter_name] if args.adapter and args.adapter_name != name else [])
     metrics = engine_metrics(name)
     version = args.model_version or os.environ.get("MODEL_VERSION", "dev")
-    server = Server(tok, Engine(model, tok, metrics, faults, args.seed), names, version,
-                    RequestLog(args.request_log))  # fmt: skip
+    engine = Engine(model, tok, metrics, faults, args.seed, args.threads)
+    engine.warm_up()
+    server = Server(tok, engine, names, version, RequestLog(args.request_log))
     print(
         f"serving {', '.join(names)} (version {version}) on http://{args.host}:{args.port}"
         + (f", faults {faults}" if faults != Faults() else ""),

@@ -1,0 +1,539 @@
+"""`llmops rehearse`: the Rollout's canary, rehearsed on this machine with a real Prometheus.
+
+Run: llmops rehearse [--env production] [--canary-fault error_rate=0.1] [--time-scale 30]
+
+What runs, all on 127.0.0.1 and all stopped at the end (also on Ctrl-C and on errors):
+- the stable model (the environment's release, fetched from its adapter URI and checked
+  against its sha256) and the canary (the candidate: models/base + models/adapter of this
+  checkout), each under `llmops serve`, with the canary's `--canary-fault`s;
+- Debian's `prometheus`, scraping both with the labels the ServiceMonitor gives in the cluster
+  (job vllm-metrics, namespace, rollouts_pod_template_hash, role);
+- a load generator whose split follows the Rollout's `setWeight` steps.
+The Rollout's steps and AnalysisTemplates are read from `kubectl kustomize` of the overlay and
+walked in order: `setWeight` moves traffic, `pause` waits, `analysis` runs the step analysis
+(`llmops analyze`'s engine, Argo's semantics) and the background analysis runs from its
+`startingStep` to the end. Durations, intervals and PromQL windows are divided by
+`--time-scale` (30: a 5m pause takes 10 s). A failed or errored analysis aborts: traffic goes
+back to stable, and if the canary is the environment's current release its promotion is
+reverted (`llmops rollback`). An inconclusive one leaves the rollout paused (Inconclusive),
+as Argo does. Prints a timeline; writes a JSON report. Exit: 0 Promoted, 1 Aborted,
+2 Inconclusive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.deploy.analysis import (
+    Measurement,
+    RunResult,
+    find_template,
+    metrics_of,
+    resolve_args,
+    run_analysis,
+    seconds,
+    show,
+)
+from pipeline.io import UserError, read_jsonl, write_json
+from pipeline.paths import EVAL_FILE
+
+NAMESPACE = "rehearsal"
+RESULT_CODES = {"Promoted": 0, "Aborted": 1, "Inconclusive": 2}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Side:
+    role: str  # stable | canary
+    base: Path
+    adapter: Path | None
+    version: str
+    pod_hash: str
+    faults: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Processes:
+    """Every process the rehearsal starts, each in its own process group, stopped on exit."""
+
+    def __init__(self, out: Path):
+        self.out, self.procs = out, []
+
+    def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        log = open(self.out / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((name, proc, log))
+        return proc
+
+    def log_tail(self, name: str, n: int = 20) -> str:
+        lines = (self.out / f"{name}.log").read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def stop(self) -> None:
+        for _, proc, _ in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for _, proc, log in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+        self.procs = []
+
+
+def wait_http(url: str, proc: subprocess.Popen, name: str, procs: Processes, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise UserError(f"{name} did not start:\n{procs.log_tail(name)}")
+        time.sleep(0.3)
+
+
+# --- what is stable, what is the canary --------------------------------------------------
+
+
+def archive_sha256(adapter_dir: Path) -> str:
+    from pipeline.release.promote import adapter_archive
+
+    return hashlib.sha256(adapter_archive(adapter_dir)).hexdigest()
+
+
+def fetch_release(record: dict, dest: Path) -> Path | None:
+    """The release's adapter, downloaded from its URI and checked against its sha256; None
+    when the environment has no release yet (version 0)."""
+    import fsspec
+
+    model = record.get("model") or {}
+    if not model.get("version"):
+        return None
+    adapter = model["adapter"]
+    try:
+        with fsspec.open(adapter["uri"], "rb") as fh:
+            data = fh.read()
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"cannot fetch the release adapter {adapter['uri']}: {exc}; configure access to the"
+            " DVC remote, or pass --stable DIR"
+        ) from None
+    if hashlib.sha256(data).hexdigest() != adapter["sha256"]:
+        raise UserError(f"{adapter['uri']}: sha256 differs from the release record")
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def previous_record(env: str) -> dict:
+    """The environment's record before its last promotion (what a revert restores)."""
+    from pipeline.release.promote import promotion_commits
+    from pipeline.release.record import read_record
+
+    commits = promotion_commits(env)
+    return read_record(env, f"{commits[0][0]}^") if commits else {}
+
+
+def pod_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# --- Prometheus and traffic --------------------------------------------------------------
+
+
+def prometheus_config(sides: list[Side], scrape_s: float) -> dict:
+    """Scrape both servers as the ServiceMonitor does in the cluster: job vllm-metrics, with
+    the pod labels rollouts_pod_template_hash and role copied onto every series."""
+    every = f"{round(scrape_s * 1000)}ms"
+    return {
+        "global": {"scrape_interval": every, "evaluation_interval": every},
+        "scrape_configs": [
+            {
+                "job_name": "vllm-metrics",
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{s.port}"],
+                        "labels": {
+                            "namespace": NAMESPACE,
+                            "rollouts_pod_template_hash": s.pod_hash,
+                            "role": s.role,
+                            "pod": f"vllm-{s.pod_hash}-0",
+                        },
+                    }
+                    for s in sides
+                ],
+            }
+        ],
+    }
+
+
+class Traffic(threading.Thread):
+    """Chat requests at a steady rate; the share `weight` (percent) goes to the canary,
+    spread evenly (a smooth weighted round robin, not random)."""
+
+    def __init__(self, stable: Side, canary: Side, prompts: list[str], rate: float):
+        super().__init__(name="traffic", daemon=True)
+        self.sides, self.prompts, self.rate = (stable, canary), prompts, rate
+        self.weight, self.halt = 0, threading.Event()
+        self.sent = {"stable": 0, "canary": 0}
+        self.status: dict[str, dict[str, int]] = {"stable": {}, "canary": {}}
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="request")
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        if self.rate <= 0:
+            return
+        credit, tick = 0, 1.0 / self.rate
+        prompts = itertools.cycle(self.prompts)
+        next_at = time.monotonic()
+        while not self.halt.is_set():
+            credit += self.weight
+            side = self.sides[1] if credit >= 100 else self.sides[0]
+            credit -= 100 if credit >= 100 else 0
+            self.sent[side.role] += 1
+            self.pool.submit(self.request, side, next(prompts))
+            next_at += tick
+            self.halt.wait(max(0.0, next_at - time.monotonic()))
+        self.pool.shutdown(wait=False, cancel_futures=True)  # in-flight ones end with the servers
+
+    def request(self, side: Side, prompt: str) -> None:
+        body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": 8})
+        req = urllib.request.Request(
+            f"{side.url}/v1/chat/completions", body.encode(), {"content-type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                code = str(resp.status)
+        except urllib.error.HTTPError as exc:
+            code = str(exc.code)
+        except OSError:
+            code = "connection error"
+        with self.lock:
+            counts = self.status[side.role]
+            counts[code] = counts.get(code, 0) + 1
+
+
+def eval_prompts(limit: int = 200) -> list[str]:
+    if not EVAL_FILE.exists():
+        raise UserError(f"{EVAL_FILE} not found: run `dvc repro` (or `dvc pull`) first")
+    rows = read_jsonl(EVAL_FILE)[:limit]
+    return [r["prompt"][-1]["content"] for r in rows]
+
+
+# --- the rollout -------------------------------------------------------------------------
+
+
+@dataclass
+class Rehearsal:
+    env: str
+    time_scale: float
+    min_window_s: float
+    events: list[dict] = field(default_factory=list)
+    analyses: list[dict] = field(default_factory=list)
+    first_bad_s: float | None = None
+    first_bad_interval_s: float | None = None
+    start: float = field(default_factory=time.monotonic)
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.start, 2)
+
+    def event(self, what: str, **detail: Any) -> None:
+        self.events.append({"t_s": self.now(), "event": what, **detail})
+        extra = "  ".join(f"{k}={v}" for k, v in detail.items())
+        print(f"[{self.now():7.1f}s] {what}  {extra}".rstrip(), flush=True)
+
+    def measured(self, template: str, m: Measurement) -> None:
+        if m.phase in ("Failed", "Error") and self.first_bad_s is None:
+            self.first_bad_s, self.first_bad_interval_s = self.now(), m.interval_s
+        print(f"[{self.now():7.1f}s] {template}{show(m)}", flush=True)
+
+    def record(self, template: str, kind: str, result: RunResult) -> None:
+        self.analyses.append(
+            {
+                "template": template,
+                "kind": kind,
+                "phase": result.phase,
+                "message": result.message,
+                "seconds": result.seconds,
+                "measurements": [
+                    {
+                        "metric": m.metric,
+                        "index": m.index,
+                        "phase": m.phase,
+                        "value": m.value,
+                        "message": m.message,
+                    }
+                    for r in result.metrics
+                    for m in r.measurements
+                ],
+            }
+        )
+
+
+def step_args(arg_specs: list[dict], stable: Side, canary: Side) -> dict[str, str]:
+    """Argo's arg sources: a value, the stable or latest pod template hash, the namespace."""
+    out = {}
+    for a in arg_specs or []:
+        source = a.get("valueFrom") or {}
+        if "value" in a:
+            out[a["name"]] = str(a["value"])
+        elif "podTemplateHashValue" in source:
+            side = stable if source["podTemplateHashValue"] == "Stable" else canary
+            out[a["name"]] = side.pod_hash
+        elif source.get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            out[a["name"]] = NAMESPACE
+        else:
+            raise UserError(f"analysis arg {a['name']!r}: its source cannot be rehearsed here")
+    return out
+
+
+def run_templates(objs, spec: dict, stable: Side, canary: Side, prom: str, r: Rehearsal,
+                  kind: str, stop: threading.Event) -> RunResult:  # fmt: skip
+    """One AnalysisRun of every template the step names (Argo merges them into one run)."""
+    metrics, names = [], []
+    given = step_args(spec.get("args", []), stable, canary)
+    for ref in spec.get("templates", []):
+        template = find_template(objs, ref["templateName"], f"overlay {r.env}")
+        declared = {a["name"] for a in template["spec"].get("args", [])}
+        values = resolve_args(template, {k: v for k, v in given.items() if k in declared})
+        metrics += metrics_of(template, values, prom, r.time_scale, r.min_window_s)
+        names.append(ref["templateName"])
+    label = "+".join(names)
+    result = run_analysis(metrics, stop, on_measurement=lambda m: r.measured(label, m))
+    r.record(label, kind, result)
+    return result
+
+
+def walk(objs, stable: Side, canary: Side, prom: str, traffic: Traffic, r: Rehearsal,
+         abort: threading.Event) -> tuple[str, str]:  # fmt: skip
+    """The Rollout's steps in order; (Promoted|Aborted|Inconclusive, why)."""
+    rollout = next((o for o in objs if o.get("kind") == "Rollout"), None)
+    if rollout is None:
+        raise UserError(f"overlay {r.env}: no Rollout rendered")
+    canary_spec = rollout["spec"]["strategy"]["canary"]
+    background = canary_spec.get("analysis")
+    verdict: dict[str, str] = {}
+    done = threading.Event()
+    worker = None
+
+    def run_background() -> None:
+        result = run_templates(objs, background, stable, canary, prom, r, "background", done)
+        if result.phase in ("Failed", "Error", "Inconclusive") and not done.is_set():
+            verdict.setdefault("background", result.phase)
+            verdict.setdefault("why", f"background analysis {result.phase}: {result.message}")
+            abort.set()
+
+    try:
+        for i, step in enumerate(canary_spec.get("steps", [])):
+            if background and worker is None and i >= int(background.get("startingStep", 0)):
+                worker = threading.Thread(target=run_background, daemon=True)
+                worker.start()
+                r.event("background analysis started", step=i)
+            if abort.is_set():
+                break
+            kind, value = next(iter(step.items()))
+            if kind == "setWeight":
+                traffic.weight = int(value)
+                r.event("setWeight", step=i, weight=value)
+            elif kind == "pause":
+                duration = (value or {}).get("duration")
+                if duration is None:
+                    r.event("pause without duration: a person promotes; continuing", step=i)
+                    continue
+                wait = seconds(str(duration) if not str(duration).isdigit() else f"{duration}s",
+                               f"steps[{i}].pause") / r.time_scale  # fmt: skip
+                r.event("pause", step=i, duration=duration, seconds=round(wait, 1))
+                abort.wait(wait)
+            elif kind == "analysis":
+                r.event("analysis", step=i)
+                result = run_templates(objs, value, stable, canary, prom, r, f"step {i}", abort)
+                r.event("analysis done", step=i, phase=result.phase)
+                if abort.is_set():
+                    break
+                if result.phase in ("Failed", "Error"):
+                    verdict.setdefault("why", f"step {i} analysis {result.phase}: {result.message}")
+                    abort.set()
+                elif result.phase == "Inconclusive":
+                    return "Inconclusive", f"step {i} analysis Inconclusive: {result.message}"
+            else:
+                r.event(f"{kind}: routing only, not rehearsed", step=i)
+    finally:
+        done.set()
+        if worker is not None:
+            worker.join()
+    if abort.is_set():
+        if verdict.get("background") == "Inconclusive":
+            return "Inconclusive", verdict["why"]
+        return "Aborted", verdict.get("why", "aborted")
+    if traffic.weight != 100:
+        traffic.weight = 100
+        r.event("setWeight", weight=100)
+    return "Promoted", "every step passed"
+
+
+def rollback_if_promoted(env: str, canary_sha: str) -> dict:
+    """Argo sends traffic back to stable by itself; git is reverted only where the canary is
+    the environment's current release (what the rollback workflow does in the cluster)."""
+    from pipeline.release.promote import rollback
+    from pipeline.release.record import read_record
+
+    current = (read_record(env).get("model") or {}).get("adapter", {}).get("sha256")
+    if current != canary_sha:
+        return {"git": f"the canary is not {env}'s release: nothing to revert"}
+    return {"git": rollback(env)}
+
+
+def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
+    from pipeline.deploy.manifests import render
+    from pipeline.release.record import read_record
+
+    if shutil.which("prometheus") is None:
+        raise UserError("prometheus not found: `make tools` installs Debian's prometheus")
+    env, out = args.env, Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    objs = render(Path("manifests/overlays") / env)
+    canary_dir = Path(args.canary)
+    if not canary_dir.is_dir():
+        raise UserError(f"{canary_dir}: no candidate model; run `dvc repro` first")
+    canary_sha = archive_sha256(canary_dir)
+    record = read_record(env)
+    promoted = (record.get("model") or {}).get("adapter", {}).get("sha256") == canary_sha
+    stable_record = previous_record(env) if promoted else record
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))  # under out: findable, removed
+    r = Rehearsal(env, args.time_scale, args.min_window)
+    procs = Processes(out)
+    try:
+        if args.stable:
+            stable_dir, stable_version = Path(args.stable), "stable"
+        else:
+            stable_dir = fetch_release(stable_record, work / "stable")
+            stable_version = str((stable_record.get("model") or {}).get("version", 0))
+        if stable_dir is None:
+            r.event(f"{env} has no earlier release: the stable side serves the candidate too")
+            stable_dir, stable_version = canary_dir, "candidate"
+        base = Path(args.base)
+        stable = Side("stable", base, stable_dir, stable_version, pod_hash(f"s{stable_version}"))
+        canary = Side("canary", base, canary_dir, "candidate", pod_hash(f"c{canary_sha}"),
+                      list(args.canary_fault or []))  # fmt: skip
+        for side in (stable, canary):
+            cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(side.base),
+                   "--adapter", str(side.adapter), "--port", str(side.port),
+                   "--model-version", side.version, "--threads", "1",
+                   "--request-log", str(out / f"{side.role}.requests.jsonl")]  # fmt: skip
+            for fault in side.faults:
+                cmd += ["--fault", fault]
+            side.proc = procs.start(side.role, cmd)
+        prom_port = free_port()
+        prom_dir = work / "prometheus"
+        prom_dir.mkdir()
+        (prom_dir / "prometheus.yml").write_text(
+            yaml.safe_dump(prometheus_config([stable, canary], args.scrape_interval))
+        )
+        prom = procs.start("prometheus", [
+            "prometheus", f"--config.file={prom_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={prom_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ])  # fmt: skip
+        prom_url = f"http://127.0.0.1:{prom_port}"
+        for side in (stable, canary):
+            wait_http(f"{side.url}/health", side.proc, side.role, procs, timeout=180)
+        wait_http(f"{prom_url}/-/ready", prom, "prometheus", procs, timeout=60)
+        r.event("started", stable=stable.url, canary=canary.url, prometheus=prom_url,
+                faults=",".join(canary.faults) or "none")  # fmt: skip
+        traffic = Traffic(stable, canary, eval_prompts(), args.rate)
+        traffic.start()
+        abort = threading.Event()
+        try:
+            result, why = walk(objs, stable, canary, prom_url, traffic, r, abort)
+            aborted_at = r.now()
+            if result == "Aborted":
+                traffic.weight = 0
+                r.event("abort: all traffic back to stable", why=why)
+        finally:
+            traffic.halt.set()
+            traffic.join(timeout=10)
+        rollback = rollback_if_promoted(env, canary_sha) if result == "Aborted" else None
+        r.event(result, why=why)
+        report = {
+            "result": result,
+            "why": why,
+            "environment": env,
+            "time_scale": args.time_scale,
+            "stable": {"version": stable.version, "pod_hash": stable.pod_hash, "url": stable.url},
+            "canary": {
+                "version": "candidate",
+                "pod_hash": canary.pod_hash,
+                "sha256": canary_sha,
+                "faults": canary.faults,
+            },
+            "traffic": {"rate_per_s": args.rate, "sent": traffic.sent, "status": traffic.status},
+            "timeline": r.events,
+            "analyses": r.analyses,
+            "first_bad_measurement_s": r.first_bad_s,
+            "first_bad_interval_s": r.first_bad_interval_s,
+            "canary_abort_s": round(aborted_at - r.first_bad_s, 2)
+            if result == "Aborted" and r.first_bad_s is not None
+            else None,
+            "rollback": rollback,
+        }
+        write_json(out / "report.json", report)
+        return result, report
+    finally:
+        procs.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    def interrupted(signum, frame):  # SIGTERM stops everything as Ctrl-C does
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        result, report = rehearse(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sent = report["traffic"]["sent"]
+    print(
+        f"rehearsal of {args.env}: {result} ({report['why']}); "
+        f"{sent['stable']} requests to stable, {sent['canary']} to the canary; "
+        f"report: {Path(args.out) / 'report.json'}"
+    )
+    return RESULT_CODES[result]
