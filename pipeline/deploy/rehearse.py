@@ -528,6 +528,9 @@ def main(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         result, report = rehearse(args)
+    except KeyboardInterrupt:
+        print("rehearsal interrupted: everything it started is stopped", file=sys.stderr)
+        return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
     sent = report["traffic"]["sent"]
