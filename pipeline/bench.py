@@ -15,6 +15,9 @@ Every figure comes from running the real command here; nothing is typed by hand.
   base model (models/base, data/prepared of this checkout) on the GPU, precision from
   `train.precision` (auto: bf16); train_cuda_vs_cpu: the same training steps on this
   machine's CPU, for a ratio measured on one machine.
+- canary_abort_s: `llmops rehearse` of the production Rollout with a canary answering 10% of
+  requests 5xx: seconds from the first bad measurement to the abort (canary_abort_intervals:
+  the same in analysis intervals; rehearsal_s: the whole rehearsal). BENCH_SKIP=rehearse.
 """
 
 from __future__ import annotations
@@ -189,6 +192,28 @@ def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
     return out
 
 
+def bench_canary(repo: Path) -> dict[str, float]:
+    """First bad measurement -> abort, for a canary answering 10% of requests with 5xx (the
+    production overlay, `llmops rehearse` compressed 30x), and the whole rehearsal's time."""
+    out = repo / "reports" / "bench-rehearsal"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "rehearse", "--canary-fault", "error_rate=0.1",
+         "--out", str(out)],
+        cwd=repo, capture_output=True, text=True,
+    )  # fmt: skip
+    report = read_json(out / "report.json") if (out / "report.json").exists() else {}
+    if report.get("result") != "Aborted" or report.get("canary_abort_s") is None:
+        raise RuntimeError(f"rehearsal did not abort:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return {
+        "canary_abort_s": report["canary_abort_s"],
+        "canary_abort_intervals": round(
+            report["canary_abort_s"] / report["first_bad_interval_s"], 2
+        ),
+        "rehearsal_s": round(time.perf_counter() - t0, 1),
+    }
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     root = Path.cwd()
     skip = set(os.environ.get("BENCH_SKIP", "").split(","))
@@ -203,6 +228,11 @@ def main(args: argparse.Namespace | None = None) -> int:
         results.update(bench_eval(WORK / "repo"))
         print("bench: training throughput with packing off and on ...", flush=True)
         results.update(bench_packing(WORK / "repo"))
+    if "repro" not in skip and "rehearse" not in skip:
+        print(
+            "bench: canary rehearsal with 10% 5xx, first bad measurement -> abort ...", flush=True
+        )
+        results.update(bench_canary(WORK / "repo"))
     if "cuda" not in skip and cuda_available():
         print("bench: training on the GPU, then the same steps on the CPU ...", flush=True)
         results.update(bench_cuda(root))
