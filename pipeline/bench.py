@@ -15,6 +15,8 @@ Every figure comes from running the real command here; nothing is typed by hand.
   base model (models/base, data/prepared of this checkout) on the GPU, precision from
   `train.precision` (auto: bf16); train_cuda_vs_cpu: the same training steps on this
   machine's CPU, for a ratio measured on one machine.
+- dedup_docs_per_s: exact + near-duplicate removal (pipeline/data/dedup.py, with
+  params.prepare's threshold, shingle size and hashes) over 20,000 generated notices.
 """
 
 from __future__ import annotations
@@ -189,6 +191,26 @@ def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
     return out
 
 
+def bench_dedup(n: int = 20_000) -> dict[str, float]:
+    """Notices per second through `dedup`; imports and generating the notices not timed."""
+    import datasketch  # noqa: F401  (its import, ~1 s, is not dedup time)
+
+    from pipeline.config import load_params
+    from pipeline.data.dedup import dedup
+    from pipeline.data.sample import generate
+
+    p = load_params().prepare
+    notices = generate(n)
+    t0 = time.perf_counter()
+    kept = dedup(notices, p.near_dup_threshold, p.shingle_size, p.minhash_perm).kept
+    seconds = time.perf_counter() - t0
+    return {
+        "dedup_docs_per_s": round(n / seconds),
+        "dedup_notices": n,
+        "dedup_removed": n - len(kept),
+    }
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     root = Path.cwd()
     skip = set(os.environ.get("BENCH_SKIP", "").split(","))
@@ -206,6 +228,9 @@ def main(args: argparse.Namespace | None = None) -> int:
     if "cuda" not in skip and cuda_available():
         print("bench: training on the GPU, then the same steps on the CPU ...", flush=True)
         results.update(bench_cuda(root))
+    if "dedup" not in skip:
+        print("bench: exact + near-duplicate removal over 20,000 notices ...", flush=True)
+        results.update(bench_dedup())
     if "install" not in skip:
         print("bench: fresh virtualenv + pinned install ...", flush=True)
         results["install_s"] = bench_install(root, WORK)
