@@ -35,7 +35,9 @@ def test_exact_and_near_copies_are_removed_and_the_earliest_kept():
     assert kept == notices[7]["id"] and members[0][0] == "repost-0001"
     assert members[0][1] >= P.near_dup_threshold
     report = result.report()
-    assert report["near_duplicates"] == 1 and report["clusters"][0]["removed"][0]["id"] == near["id"]
+    assert (
+        report["near_duplicates"] == 1 and report["clusters"][0]["removed"][0]["id"] == near["id"]
+    )
 
 
 def test_the_shipped_sample_loses_no_notice_at_the_configured_threshold():
@@ -66,7 +68,7 @@ def split_notices(p: PrepareParams, notices: list[dict]) -> dict[str, list[dict]
 def test_no_eval_notice_near_duplicates_a_train_notice():
     base = generate(240)
     notices = base + [repost(n, k) for k, n in enumerate(base[:120])]
-    kept, counts, _ = clean_notices(P, notices)
+    _, counts, _ = clean_notices(P, notices)
     assert counts["near_duplicates"] == 120 and counts["eval_duplicates_of_train"] > 0
     parts = split_notices(P, notices)
     train = [shingles(notice_text(n), P.shingle_size) for n in parts["train"]]
