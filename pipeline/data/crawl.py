@@ -373,12 +373,12 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
         digest = content_hash(found)
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         nid = f"{site.name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+        # no timestamps here: an unchanged site leaves the state, and so data/raw, unchanged
         state["pages"][url] = {
             "id": nid,
             "content_sha256": digest,
             "etag": page.headers.get("ETag"),
             "last_modified": page.headers.get("Last-Modified"),
-            "checked_at": now,
         }
         if prev.get("content_sha256") == digest:
             summary.unchanged += 1

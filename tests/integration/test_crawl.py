@@ -201,12 +201,14 @@ def test_crawl_end_to_end_then_incremental(site, tmp_path):
 
     # second crawl: nothing unchanged is downloaded or written again
     before = (tmp_path / "crawled.jsonl").read_bytes()
+    state_before = (tmp_path / ".crawl" / "state.json").read_bytes()
     site.log.clear()
     again, _ = run(site, tmp_path)
     assert (again.new, again.updated, again.unchanged) == (0, 0, 4)
     for page in ("a1", "flaky", "lm"):
         assert requests_for(site, f"/tzgg/{page}.htm") == [304]
     assert (tmp_path / "crawled.jsonl").read_bytes() == before
+    assert (tmp_path / ".crawl" / "state.json").read_bytes() == state_before
     state = read_json(tmp_path / ".crawl" / "state.json")["pages"]
     assert state[f"{site.base}/tzgg/a1.htm"]["etag"]
 
@@ -245,3 +247,34 @@ def test_llmops_crawl_reads_a_sites_file(site, tmp_path):
     assert main(["crawl", "--sites", str(sites), "--out", str(tmp_path / "raw")]) == 0
     titles = {r["title"] for r in read_jsonl(tmp_path / "raw" / "crawled.jsonl")}
     assert "关于缴纳2026年度住宿费的通知" in titles
+
+
+def test_ingest_stage_is_off_until_unfrozen_then_crawls_incrementally(site, tmp_path):
+    """In a scratch copy: `dvc repro` leaves the network alone; after `dvc unfreeze ingest`
+    it crawls, and a second repro with an unchanged site does not rerun prepare."""
+    from pipeline.scratch import copy_repo
+
+    from ..conftest import ROOT, run
+
+    repo = copy_repo(ROOT, tmp_path / "repo", from_nothing=True)
+    (repo / "configs" / "sites" / "local.yaml").write_text(
+        "settings: {delay_s: 0.0, timeout_s: 0.5, retries: 1, backoff_s: 0.05}\n"
+        "sites:\n"
+        "  - {name: local, category: 教务, department: 教务处, max_pages: 2,\n"
+        f"     start_urls: ['{site.base}/tzgg/index.htm'],\n"
+        "     selectors: {links: 'ul.news li a', next: 'a.next', title: 'div.article h1',\n"
+        "                 date: '.date', body: 'div.article div.content'}}\n",
+        encoding="utf-8",
+    )
+    params = repo / "params.yaml"
+    params.write_text(
+        params.read_text().replace("configs/sites/example.yaml", "configs/sites/local.yaml")
+    )
+    frozen = run(["dvc", "repro", "prepare"], cwd=repo)
+    assert "Running stage 'ingest'" not in frozen.stdout and not site.log
+    run(["dvc", "unfreeze", "ingest"], cwd=repo)
+    first = run(["dvc", "repro", "prepare"], cwd=repo).stdout
+    assert "crawl: 4 new" in first and "prepare: 364 notices" in first
+    second = run(["dvc", "repro", "prepare"], cwd=repo).stdout
+    assert "crawl: 0 new, 0 updated, 4 unchanged" in second
+    assert "Stage 'prepare' didn't change, skipping" in second
