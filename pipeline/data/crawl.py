@@ -24,6 +24,7 @@ they break, so nothing is lost and `prepare` never sees them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -33,11 +34,11 @@ import time
 import urllib.robotparser
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 import yaml
 
-from pipeline.data.clean import boilerplate_pattern, html_to_text, normalize, strip_boilerplate
+from pipeline.data.clean import boilerplate_pattern, html_to_text, strip_boilerplate
 from pipeline.data.schema import CATEGORIES, check_notice
 from pipeline.io import (
     DataError,
@@ -247,6 +248,9 @@ _LOCATION = re.compile(
 )
 
 
+_LABEL = re.compile(r"^(?:来源|发布单位|发布部门|发布者|发文单位|作者)\s*[：:]\s*")
+
+
 def iso_date(text: str) -> str:
     """The first date in `text` as YYYY-MM-DD, or `text` unchanged (the schema then says why)."""
     m = _DATE.search(text)
@@ -297,7 +301,7 @@ def extract(site: Site, html: str) -> dict:
     return {
         "title": title,
         "publish_date": iso_date(text(sel.date)),
-        "department": normalize(text(sel.department)) or site.department,
+        "department": _LABEL.sub("", text(sel.department)) or site.department,
         "body": body,
         "deadline": find_deadline(body),
         "location": text(sel.location) or find_location(body),
@@ -342,6 +346,10 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
     records = {r["id"]: r for r in read_jsonl(out_file)} if out_file.exists() else {}
     rejected: list[dict] = []
     summary, seen = Summary(), set()
+    fingerprint = {
+        site.name: hashlib.sha256(dumps(dataclasses.asdict(site)).encode()).hexdigest()[:16]
+        for site in config.sites
+    }
 
     def fail(url: str, why: str) -> None:
         summary.failed.append((url, why))
@@ -355,6 +363,8 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
             summary.robots += 1
             return
         prev = state["pages"].get(url, {})
+        if prev.get("site_sha256") != fingerprint[site.name]:
+            prev = {}  # the site's selectors or defaults changed: read the page afresh
         validators = (("If-None-Match", "etag"), ("If-Modified-Since", "last_modified"))
         headers = {k: prev[v] for k, v in validators if prev.get(v)}
         try:
@@ -376,6 +386,7 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
         # no timestamps here: an unchanged site leaves the state, and so data/raw, unchanged
         state["pages"][url] = {
             "id": nid,
+            "site_sha256": fingerprint[site.name],
             "content_sha256": digest,
             "etag": page.headers.get("ETag"),
             "last_modified": page.headers.get("Last-Modified"),
@@ -397,45 +408,47 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
             summary.new += 1
         records[nid] = record
 
-    for site in config.sites:
-        for start in site.start_urls:
-            url, pages = start, 0
-            while url and pages < site.max_pages and url not in seen:
-                seen.add(url)
-                pages += 1
-                if not fetcher.allowed(url):
-                    summary.robots += 1
-                    break
-                try:
-                    page = fetcher.get(url)
-                except FetchError as exc:
-                    fail(url, str(exc))
-                    break
-                if page.status != 200:
-                    fail(url, f"HTTP {page.status}")
-                    break
-                from bs4 import BeautifulSoup
+    def follow(site: Site, url: str | None) -> None:
+        """A list page, its notices, then the next list page, up to max_pages."""
+        from bs4 import BeautifulSoup
 
-                soup = BeautifulSoup(decode(page.content, page.headers.get("Content-Type")),
-                                     "html.parser")  # fmt: skip
-                links = [urljoin(page.url, a["href"]) for a in soup.select(site.selectors.links)
-                         if a.get("href")]  # fmt: skip
-                summary.list_pages += 1
-                log(f"crawl: {site.name} list page {pages}: {len(links)} links ({url})")
-                for link in links:
-                    detail(site, link)
-                nxt = soup.select_one(site.selectors.next) if site.selectors.next else None
-                url = (
-                    urljoin(page.url, nxt["href"]) if nxt is not None and nxt.get("href") else None
+        pages = 0
+        while url and pages < site.max_pages and url not in seen:
+            seen.add(url)
+            pages += 1
+            if not fetcher.allowed(url):
+                summary.robots += 1
+                return
+            try:
+                page = fetcher.get(url)
+            except FetchError as exc:
+                return fail(url, str(exc))
+            if page.status != 200:
+                return fail(url, f"HTTP {page.status}")
+            html = decode(page.content, page.headers.get("Content-Type"))
+            soup = BeautifulSoup(html, "html.parser")
+            links = [urldefrag(urljoin(page.url, a["href"])).url
+                     for a in soup.select(site.selectors.links) if a.get("href")]  # fmt: skip
+            summary.list_pages += 1
+            log(f"crawl: {site.name} list page {pages}: {len(links)} links ({url})")
+            for link in links:
+                detail(site, link)
+            nxt = soup.select_one(site.selectors.next) if site.selectors.next else None
+            url = urljoin(page.url, nxt["href"]) if nxt is not None and nxt.get("href") else None
+
+    try:  # whatever happens, keep what was crawled so far
+        for site in config.sites:
+            for start in site.start_urls:
+                follow(site, start)
+    finally:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out_file, records.values())
+        atomic_write_text(state_file, dumps(state))
+        if rejected:
+            with open(out_dir / STATE_DIR / "rejected.jsonl", "a", encoding="utf-8") as fh:
+                fh.writelines(
+                    f"{json.dumps(r, ensure_ascii=False, sort_keys=True)}\n" for r in rejected
                 )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out_file, records.values())
-    atomic_write_text(state_file, dumps(state))
-    if rejected:
-        with open(out_dir / STATE_DIR / "rejected.jsonl", "a", encoding="utf-8") as fh:
-            fh.writelines(
-                f"{json.dumps(r, ensure_ascii=False, sort_keys=True)}\n" for r in rejected
-            )
     log(summary.line(out_dir))
     return summary
 

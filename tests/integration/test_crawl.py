@@ -6,6 +6,7 @@ that downloads nothing unchanged (ETag / Last-Modified) and writes nothing again
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import threading
 import time
@@ -218,6 +219,13 @@ def test_crawl_end_to_end_then_incremental(site, tmp_path):
     assert (third.new, third.updated) == (0, 1)
     rows = read_jsonl(tmp_path / "crawled.jsonl")
     assert len(rows) == 4 and rows[0]["deadline"] == "2025年12月18日"
+
+    # a changed site config reads every page afresh: no validators, no 304s
+    site.log.clear()
+    moved = dataclasses.replace(config(site.base).sites[0], category="科研")
+    fourth = crawl(SitesFile(sites=[moved], settings=SETTINGS), tmp_path, log=lambda *a, **k: None)
+    assert fourth.updated == 4 and requests_for(site, "/tzgg/a1.htm") == [200]
+    assert {r["category"] for r in read_jsonl(tmp_path / "crawled.jsonl")} == {"科研"}
 
 
 def test_an_unreachable_robots_txt_means_disallow_all(tmp_path):
