@@ -285,8 +285,10 @@ def _check(p: Params) -> None:
         raise ParamsError("params.yaml:gate.confidence: must be in [0.5, 1)")
     if not 0.0 < p.prepare.near_dup_threshold <= 1.0:
         raise ParamsError("params.yaml:prepare.near_dup_threshold: must be in (0, 1]")
-    if p.prepare.shingle_size < 1 or p.prepare.minhash_perm < 16:
-        raise ParamsError("params.yaml:prepare.shingle_size must be >= 1, minhash_perm >= 16")
+    if p.prepare.shingle_size < 1:
+        raise ParamsError("params.yaml:prepare.shingle_size: must be at least 1")
+    if p.prepare.minhash_perm < 16:
+        raise ParamsError("params.yaml:prepare.minhash_perm: must be at least 16")
     try:
         re.compile(p.prepare.student_number_pattern)
     except re.error as exc:

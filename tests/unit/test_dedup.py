@@ -5,8 +5,9 @@ import datetime as dt
 import itertools
 
 import pytest
+import yaml
 
-from pipeline.config import PrepareParams, load_params
+from pipeline.config import ParamsError, PrepareParams, load_params, parse_params
 from pipeline.data.dedup import dedup, jaccard, lsh_bands, notice_text, shingles
 from pipeline.data.prepare import clean_notices, prepare, split_of
 from pipeline.data.sample import generate
@@ -109,3 +110,21 @@ def test_pii_is_scrubbed_before_the_split_and_counted():
     assert kept["deadline"] in kept["body"] or not kept["deadline"]
     off = PrepareParams(scrub_pii=False)
     assert "010-62751234" in clean_notices(off, [n])[0][0]["body"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("near_dup_threshold", 1.5, "params.yaml:prepare.near_dup_threshold: must be in (0, 1]"),
+        ("shingle_size", 0, "params.yaml:prepare.shingle_size: must be at least 1"),
+        ("minhash_perm", 8, "params.yaml:prepare.minhash_perm: must be at least 16"),
+        ("student_number_pattern", "(20", "params.yaml:prepare.student_number_pattern: bad regex"),
+        ("scrub_pii", "yes", "params.yaml:prepare.scrub_pii: expected true or false"),
+    ],
+)
+def test_cleaning_params_are_checked(key, value, message):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["prepare"][key] = value
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    assert str(err.value).startswith(message)
