@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -258,8 +259,9 @@ def test_llmops_crawl_reads_a_sites_file(site, tmp_path):
 
 
 def test_ingest_stage_is_off_until_unfrozen_then_crawls_incrementally(site, tmp_path):
-    """In a scratch copy: `dvc repro` leaves the network alone; after `dvc unfreeze ingest`
-    it crawls, and a second repro with an unchanged site does not rerun prepare."""
+    """In a scratch copy: `dvc repro` leaves the network alone and `dvc status` quiet; with
+    `frozen: true` replaced by `always_changed: true` (as the README says) it crawls, and a
+    second repro with an unchanged site does not rerun prepare."""
     from pipeline.scratch import copy_repo
 
     from ..conftest import ROOT, run
@@ -280,7 +282,10 @@ def test_ingest_stage_is_off_until_unfrozen_then_crawls_incrementally(site, tmp_
     )
     frozen = run(["dvc", "repro", "prepare"], cwd=repo)
     assert "Running stage 'ingest'" not in frozen.stdout and not site.log
-    run(["dvc", "unfreeze", "ingest"], cwd=repo)
+    assert "ingest" not in json.loads(run(["dvc", "status", "--json"], cwd=repo).stdout)
+    dvc_yaml = repo / "dvc.yaml"
+    on = dvc_yaml.read_text().replace("    frozen: true\n", "    always_changed: true\n", 1)
+    dvc_yaml.write_text(on)
     first = run(["dvc", "repro", "prepare"], cwd=repo).stdout
     assert "crawl: 4 new" in first and "prepare: 364 notices" in first
     second = run(["dvc", "repro", "prepare"], cwd=repo).stdout
