@@ -18,6 +18,8 @@ Every figure comes from running the real command here; nothing is typed by hand.
 - canary_abort_s: `llmops rehearse` of the production Rollout with a canary answering 10% of
   requests 5xx: seconds from the first bad measurement to the abort (canary_abort_intervals:
   the same in analysis intervals; rehearsal_s: the whole rehearsal). BENCH_SKIP=rehearse.
+- dedup_docs_per_s (and per CPU second): exact + near-duplicate removal (dedup.py, with
+  params.prepare's threshold, shingle size and hashes) over 20,000 generated notices.
 """
 
 from __future__ import annotations
@@ -214,6 +216,28 @@ def bench_canary(repo: Path) -> dict[str, float]:
     }
 
 
+def bench_dedup(n: int = 20_000) -> dict[str, float]:
+    """Notices per second through `dedup`; imports and generating the notices not timed."""
+    import datasketch  # noqa: F401  (its import, ~1 s, is not dedup time)
+
+    from pipeline.config import load_params
+    from pipeline.data.dedup import dedup
+    from pipeline.data.sample import generate
+
+    p = load_params().prepare
+    notices = generate(n)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    kept = dedup(notices, p.near_dup_threshold, p.shingle_size, p.minhash_perm).kept
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {
+        "dedup_docs_per_s": round(n / seconds),
+        # single-threaded: what an otherwise idle core gives, whatever else the machine runs
+        "dedup_docs_per_cpu_s": round(n / cpu),
+        "dedup_notices": n,
+        "dedup_removed": n - len(kept),
+    }
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     root = Path.cwd()
     skip = set(os.environ.get("BENCH_SKIP", "").split(","))
@@ -236,6 +260,9 @@ def main(args: argparse.Namespace | None = None) -> int:
     if "cuda" not in skip and cuda_available():
         print("bench: training on the GPU, then the same steps on the CPU ...", flush=True)
         results.update(bench_cuda(root))
+    if "dedup" not in skip:
+        print("bench: exact + near-duplicate removal over 20,000 notices ...", flush=True)
+        results.update(bench_dedup())
     if "install" not in skip:
         print("bench: fresh virtualenv + pinned install ...", flush=True)
         results["install_s"] = bench_install(root, WORK)

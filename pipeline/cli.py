@@ -185,6 +185,21 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
     ),
     (("bench",), "pipeline.bench:main", "measure speed figures -> bench/results.json", []),
     (("data", "sample"), "pipeline.data.sample:main", "regenerate the shipped sample notices", []),
+    (
+        ("ingest",),
+        "pipeline.data.ingest:main",
+        "stage: crawl params.ingest.sites into data/raw",
+        [],
+    ),
+    (
+        ("crawl",),
+        "pipeline.data.crawl:main",
+        "crawl notice sites into JSONL (incremental, polite; see configs/sites/example.yaml)",
+        [
+            (("--sites",), {"help": "sites YAML (default: params.yaml:ingest.sites)"}),
+            (("--out",), {"help": f"output directory (default: {paths.RAW_DIR})"}),
+        ],
+    ),
 ]
 
 

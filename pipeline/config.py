@@ -8,6 +8,7 @@ guessed (PyYAML reads `2e-4` as a string, so that is an error telling you to wri
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,6 +33,17 @@ class PrepareParams:
     eval_fraction: float = 0.2
     split_salt: str = "flywheel-v1"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    # cleaning before the split (pipeline/data/clean.py, pii.py, dedup.py)
+    scrub_pii: bool = True
+    student_number_pattern: str = r"(?:19|20)\d{8}(?:\d{2})?"  # a regex; "" scrubs none
+    near_dup_threshold: float = 0.8  # Jaccard of character shingles, MinHash LSH
+    shingle_size: int = 5  # characters per shingle
+    minhash_perm: int = 64  # hashes per signature; LSH bands chosen for 99% recall at the threshold
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    sites: str = "configs/sites/example.yaml"  # the crawler's sites file (llmops crawl)
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,7 @@ class Params:
     evaluate: EvaluateParams
     gate: GateParams
     mlflow: MlflowParams
+    ingest: IngestParams = field(default_factory=IngestParams)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -270,6 +283,16 @@ def _check(p: Params) -> None:
         )
     if not 0.5 <= p.gate.confidence < 1.0:
         raise ParamsError("params.yaml:gate.confidence: must be in [0.5, 1)")
+    if not 0.0 < p.prepare.near_dup_threshold <= 1.0:
+        raise ParamsError("params.yaml:prepare.near_dup_threshold: must be in (0, 1]")
+    if p.prepare.shingle_size < 1:
+        raise ParamsError("params.yaml:prepare.shingle_size: must be at least 1")
+    if p.prepare.minhash_perm < 16:
+        raise ParamsError("params.yaml:prepare.minhash_perm: must be at least 16")
+    try:
+        re.compile(p.prepare.student_number_pattern)
+    except re.error as exc:
+        raise ParamsError(f"params.yaml:prepare.student_number_pattern: bad regex: {exc}") from None
 
 
 def parse_params(raw: object) -> Params:

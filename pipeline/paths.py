@@ -11,6 +11,9 @@ PARAMS = Path("params.yaml")
 
 RAW_DIR = Path("data/raw")
 RAW_NOTICES = RAW_DIR / "notices.jsonl"
+CRAWLED_NOTICES = RAW_DIR / "crawled.jsonl"  # the ingest stage (llmops crawl) appends here
+CRAWL_STATE_DIR = RAW_DIR / ".crawl"  # its state (URL -> hash, ETag) and rejected pages
+SITES_DIR = Path("configs/sites")  # crawler site configs (params.ingest.sites)
 
 PREPARED_DIR = Path("data/prepared")
 TRAIN_FILE = PREPARED_DIR / "train.jsonl"
@@ -28,6 +31,7 @@ MERGED_DIR = Path("models/merged")  # llmops export --merge
 
 METRICS_DIR = Path("metrics")
 PREPARE_METRICS = METRICS_DIR / "prepare.json"
+DEDUP_REPORT = METRICS_DIR / "dedup.json"  # prepare: duplicate clusters with member ids
 VALIDATE_METRICS = METRICS_DIR / "validate.json"
 BASE_METRICS = METRICS_DIR / "base.json"
 TRAIN_METRICS = METRICS_DIR / "train.json"

@@ -8,6 +8,14 @@ conversational prompt/completion pairs, the format TRL trains on with loss on th
 A notice goes to train or eval by a hash of its id, so the split never depends on file order
 and adding notices never moves an existing one. `pretrain.jsonl` holds text from *train*
 notices only, for the built-in base model's continued pre-training.
+
+Before the split every notice is cleaned (`clean_notices`): Unicode-normalised
+(pipeline/data/clean.py), scrubbed of phone numbers, e-mail addresses, ID card and student
+numbers (pipeline/data/pii.py), and de-duplicated, exactly and by MinHash LSH
+(pipeline/data/dedup.py). Dedup keeps the earliest notice of each cluster, so no eval notice
+near-duplicates a train notice and adding later notices never drops or moves an existing
+one. metrics/prepare.json counts what was scrubbed and removed; metrics/dedup.json lists each
+cluster's member ids.
 """
 
 from __future__ import annotations
@@ -16,9 +24,19 @@ import hashlib
 from collections import Counter
 
 from pipeline.config import PrepareParams, load_params
+from pipeline.data.clean import normalize
+from pipeline.data.dedup import dedup
+from pipeline.data.pii import PLACEHOLDERS, scrub
 from pipeline.data.schema import load_notices
 from pipeline.io import run_stage, write_json, write_jsonl
-from pipeline.paths import EVAL_FILE, PREPARE_METRICS, PRETRAIN_FILE, RAW_DIR, TRAIN_FILE
+from pipeline.paths import (
+    DEDUP_REPORT,
+    EVAL_FILE,
+    PREPARE_METRICS,
+    PRETRAIN_FILE,
+    RAW_DIR,
+    TRAIN_FILE,
+)
 
 CATEGORY_LIST = "教务、科研、学生工作、招生就业、后勤、讲座活动"
 QUESTIONS = {
@@ -91,6 +109,40 @@ def pretrain_texts(n: dict) -> list[dict]:
     ]
 
 
+def clean_notices(p: PrepareParams, notices: list[dict]) -> tuple[list[dict], dict, dict]:
+    """(the notices normalised, scrubbed and de-duplicated; counts for metrics/prepare.json;
+    the duplicate clusters for metrics/dedup.json). The facts the extract task asks for
+    (deadline, location) are cleaned exactly like the body, so they still appear in it."""
+    pii: Counter = Counter()
+    cleaned = []
+    for n in notices:
+        n = dict(n)
+        for key in ("title", "department", "body", "deadline", "location"):
+            if n.get(key):
+                n[key] = normalize(n[key])
+        if p.scrub_pii:
+            for key in ("title", "body", "location"):
+                if n.get(key):
+                    n[key], found = scrub(n[key], p.student_number_pattern or None)
+                    pii += found
+        cleaned.append(n)
+    result = dedup(cleaned, p.near_dup_threshold, p.shingle_size, p.minhash_perm)
+    split = {n["id"]: split_of(n["id"], p.split_salt, p.eval_fraction) for n in cleaned}
+    pairs = [(r, k) for r, k in result.exact.items()]
+    pairs += [(r, k) for k, members in result.clusters.items() for r, _ in members]
+    counts = {
+        "notices_in": len(notices),
+        "notices_kept": len(result.kept),
+        "pii_scrubbed": {kind: pii[kind] for kind in PLACEHOLDERS},
+        "exact_duplicates": len(result.exact),
+        "near_duplicates": len(pairs) - len(result.exact),
+        "near_duplicate_clusters": len(result.clusters),
+        # an eval notice dropped because it (nearly) repeats a train notice: a leak avoided
+        "eval_duplicates_of_train": sum(split[r] == "eval" != split[k] for r, k in pairs),
+    }
+    return result.kept, counts, result.report()
+
+
 def prepare(p: PrepareParams, notices: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     """(train records, eval records, pretrain texts) for `notices`."""
     train, evals, pretrain = [], [], []
@@ -126,13 +178,22 @@ def summarize(train: list[dict], evals: list[dict]) -> dict:
 
 def main() -> int:
     params = load_params()
-    notices = load_notices(RAW_DIR)
+    raw = load_notices(RAW_DIR)
+    notices, cleaning, clusters = clean_notices(params.prepare, raw)
     train, evals, pretrain = prepare(params.prepare, notices)
     write_jsonl(TRAIN_FILE, train)
     write_jsonl(EVAL_FILE, evals)
     write_jsonl(PRETRAIN_FILE, pretrain)
-    summary = summarize(train, evals)
+    summary = summarize(train, evals) | {"cleaning": cleaning}
     write_json(PREPARE_METRICS, summary)
+    write_json(DEDUP_REPORT, clusters)
+    scrubbed = ", ".join(f"{v} {k}" for k, v in cleaning["pii_scrubbed"].items() if v) or "no"
+    print(
+        f"prepare: {len(raw)} notices, {scrubbed} PII matches scrubbed, "
+        f"{cleaning['exact_duplicates']} exact and {cleaning['near_duplicates']} near "
+        f"duplicates removed ({cleaning['near_duplicate_clusters']} clusters, "
+        f"{cleaning['eval_duplicates_of_train']} of them eval copies of train notices)"
+    )
     print(
         f"prepare: {len(notices)} notices -> {len(train)} train / {len(evals)} eval records "
         f"({summary['train']['notices']}/{summary['eval']['notices']} notices), "

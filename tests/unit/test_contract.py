@@ -14,7 +14,7 @@ from pipeline.config import Params
 
 from ..conftest import ROOT
 
-STAGES = ["prepare", "validate", "base", "train", "dpo", "evaluate", "gate"]
+STAGES = ["ingest", "prepare", "validate", "base", "train", "dpo", "evaluate", "gate"]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 

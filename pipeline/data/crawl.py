@@ -1,0 +1,471 @@
+"""Crawl university notice sites: list pages (with pagination) -> detail pages -> raw notices.
+
+Run: llmops crawl [--sites configs/sites/example.yaml] [--out data/raw]
+     (or, as a pipeline stage: dvc unfreeze ingest && dvc repro)
+
+Sites are described in YAML (configs/sites/): start URLs, CSS selectors for the links on a
+list page, the next-page link, and a detail page's title, date, department and body, and how
+many list pages to follow. The crawler is polite and incremental:
+- robots.txt is obeyed (urllib.robotparser; an unreachable robots.txt means "disallow all",
+  as RFC 9309 asks), including its Crawl-delay; requests to one host are spaced by `delay_s`;
+- 5xx answers, timeouts and dropped connections are retried with exponential backoff; a
+  response larger than `max_bytes` is abandoned while streaming;
+- the encoding comes from the HTTP header, else the page's <meta charset>, else
+  charset-normalizer's guess; GBK and GB2312 are read as their superset GB18030;
+- a detail page is asked for with If-None-Match / If-Modified-Since from the last crawl, and
+  a page whose extracted content hash is unchanged is not written again.
+New notices are appended to OUT/crawled.jsonl (updated ones replaced in place), each with its
+source `url` and `fetched_at`; the crawl state (URL -> content hash, ETag, Last-Modified) is
+kept next to it in OUT/.crawl/state.json and commits with it, and pages that do not make a
+valid notice (see pipeline/data/schema.py) go to OUT/.crawl/rejected.jsonl with the rules
+they break, so nothing is lost and `prepare` never sees them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import re
+import sys
+import time
+import urllib.robotparser
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+import yaml
+
+from pipeline.data.clean import boilerplate_pattern, html_to_text, strip_boilerplate
+from pipeline.data.schema import CATEGORIES, check_notice
+from pipeline.io import (
+    DataError,
+    UserError,
+    atomic_write_text,
+    dumps,
+    read_json,
+    read_jsonl,
+    write_jsonl,
+)
+from pipeline.paths import CRAWL_STATE_DIR, CRAWLED_NOTICES
+
+OUT_NAME = CRAWLED_NOTICES.name
+STATE_DIR = CRAWL_STATE_DIR.name  # next to the output, where a glob for *.jsonl does not reach
+
+
+@dataclass(frozen=True)
+class Selectors:
+    """CSS selectors (BeautifulSoup `select`). `links` and `next` apply to list pages."""
+
+    links: str
+    title: str
+    body: str
+    next: str = ""
+    date: str = ""
+    department: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str  # a short slug; notice ids are `<name>-<hash of the URL>`
+    category: str  # every notice under these start URLs has this category
+    start_urls: list[str]
+    selectors: Selectors
+    max_pages: int = 5  # list pages followed from each start URL
+    department: str = ""  # when there is no department selector, or it finds nothing
+    boilerplate: list[str] = field(default_factory=list)  # extra line patterns to drop
+
+
+@dataclass(frozen=True)
+class Settings:
+    user_agent: str = "FlywheelNoticeCrawler/0.1"
+    delay_s: float = 1.0  # between two requests to the same host
+    timeout_s: float = 10.0  # per request, connect to last byte
+    retries: int = 3  # after the first try, on 5xx, timeouts and dropped connections
+    backoff_s: float = 1.0  # wait before retry k: backoff_s * 2**k
+    max_bytes: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class SitesFile:
+    sites: list[Site]
+    settings: Settings = field(default_factory=Settings)
+
+
+def load_sites(path: Path) -> SitesFile:
+    """The sites YAML, checked like params.yaml: unknown keys and wrong types name the key."""
+    from pipeline.config import ParamsError, _build
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        parsed = _build(SitesFile, raw if isinstance(raw, dict) else {"sites": raw}, "")
+    except FileNotFoundError:
+        raise DataError(
+            path, None, "sites file not found (see configs/sites/example.yaml)"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise DataError(path, None, f"invalid YAML: {exc}") from None
+    except ParamsError as exc:
+        raise DataError(path, None, str(exc).removeprefix("params.yaml:")) from None
+    names = [s.name for s in parsed.sites]
+    for i, s in enumerate(parsed.sites):
+        if s.category not in CATEGORIES:
+            raise DataError(path, None, f"sites[{i}].category: {s.category!r} is not one of "
+                            f"{', '.join(CATEGORIES)}")  # fmt: skip
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", s.name) or names.count(s.name) > 1:
+            raise DataError(path, None, f"sites[{i}].name: {s.name!r} must be a unique slug "
+                            "(lower-case letters, digits, - and _)")  # fmt: skip
+    return parsed
+
+
+class FetchError(Exception):
+    """A page that could not be fetched, after retries where retrying makes sense."""
+
+
+@dataclass
+class Page:
+    url: str
+    status: int
+    headers: dict
+    content: bytes
+
+
+_CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "cp936": "gb18030"}
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+
+
+def decode(content: bytes, content_type: str | None) -> str:
+    """Bytes -> text: the charset declared in the Content-Type header, else in a <meta> tag,
+    else charset-normalizer's best guess (UTF-8 when it has none)."""
+    declared = re.search(r"charset=[\"']?([A-Za-z0-9_.:-]+)", content_type or "", re.I)
+    meta = _META_CHARSET.search(content[:4096])
+    for charset in (declared and declared.group(1), meta and meta.group(1).decode()):
+        if charset:
+            try:
+                return content.decode(_CHARSET_ALIASES.get(charset.lower(), charset))
+            except (LookupError, UnicodeDecodeError):
+                continue  # a wrong declaration: fall through to detection
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(content).best()
+    return str(best) if best is not None else content.decode("utf-8", errors="replace")
+
+
+class Fetcher:
+    """HTTP GET with robots.txt, a per-host rate limit, retries with backoff and a size cap."""
+
+    def __init__(self, settings: Settings, sleep=time.sleep, log=print):
+        import requests
+
+        self.s = settings
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = settings.user_agent
+        self.sleep = sleep
+        self.log = log
+        self.last_request: dict[str, float] = {}
+        self.robots: dict[str, urllib.robotparser.RobotFileParser] = {}
+
+    def _throttle(self, host: str) -> None:
+        rp = self.robots.get(host)
+        delay = max(self.s.delay_s, float((rp and rp.crawl_delay(self.s.user_agent)) or 0))
+        wait = self.last_request.get(host, -1e9) + delay - time.monotonic()
+        if wait > 0:
+            self.sleep(wait)
+        self.last_request[host] = time.monotonic()
+
+    def _once(self, url: str, headers: dict) -> Page:
+        import requests
+
+        host = urlsplit(url).netloc
+        self._throttle(host)
+        started = time.monotonic()
+        with self.session.get(url, headers=headers, timeout=self.s.timeout_s, stream=True) as r:
+            length = int(r.headers.get("Content-Length") or 0)
+            if length > self.s.max_bytes:
+                raise FetchError(f"{length} bytes, over the {self.s.max_bytes}-byte cap")
+            chunks, size = [], 0
+            for chunk in r.iter_content(65536):
+                size += len(chunk)
+                if size > self.s.max_bytes:
+                    raise FetchError(f"over the {self.s.max_bytes}-byte cap, abandoned")
+                if time.monotonic() - started > self.s.timeout_s:
+                    raise requests.Timeout(f"body not complete within {self.s.timeout_s} s")
+                chunks.append(chunk)
+            return Page(r.url, r.status_code, dict(r.headers), b"".join(chunks))
+
+    def get(self, url: str, headers: dict | None = None) -> Page:
+        """The page (any status below 500), or FetchError once retries are spent."""
+        import requests
+
+        error = ""
+        for attempt in range(self.s.retries + 1):
+            if attempt:
+                self.sleep(self.s.backoff_s * 2 ** (attempt - 1))
+            try:
+                page = self._once(url, headers or {})
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            except requests.RequestException as exc:
+                raise FetchError(f"{type(exc).__name__}: {exc}") from None
+            if page.status < 500:
+                return page
+            error = f"HTTP {page.status}"
+        raise FetchError(f"{error} (after {self.s.retries + 1} attempts)")
+
+    def allowed(self, url: str) -> bool:
+        """robots.txt's verdict for our user agent (fetched once per host)."""
+        parts = urlsplit(url)
+        rp = self.robots.get(parts.netloc)
+        if rp is None:
+            rp = urllib.robotparser.RobotFileParser()
+            try:
+                page = self.get(f"{parts.scheme}://{parts.netloc}/robots.txt")
+                if page.status in (401, 403):
+                    rp.disallow_all = True
+                elif page.status >= 400:
+                    rp.allow_all = True
+                else:
+                    rp.parse(decode(page.content, page.headers.get("Content-Type")).splitlines())
+            except FetchError as exc:
+                rp.disallow_all = True  # unreachable: assume complete disallow (RFC 9309)
+                self.log(f"crawl: robots.txt of {parts.netloc} unreachable ({exc}): "
+                         "not crawling that host", file=sys.stderr)  # fmt: skip
+            self.robots[parts.netloc] = rp
+        return rp.can_fetch(self.s.user_agent, url)
+
+
+_DATE = re.compile(r"(\d{4})\s*[-/年.]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})")
+_DEADLINE = re.compile(
+    r"截止(?:日期|时间)?[为是至到：:\s]*(\d{4}年\d{1,2}月\d{1,2}日)|(\d{4}年\d{1,2}月\d{1,2}日)(?:之?前|截止)"
+)
+_LOCATION = re.compile(
+    r"(?:地点|地址|考场)(?:设在|设于|为|是|在|：|:)\s*([^，。；;,、\s]{2,30})"
+    r"|(?:在|于|至|到)([^，。；;,、\s在于至到]{2,20}(?:室|厅|馆|中心|楼|场|礼堂|公寓))"
+)
+
+
+_LABEL = re.compile(r"^(?:来源|发布单位|发布部门|发布者|发文单位|作者)\s*[：:]\s*")
+
+
+def iso_date(text: str) -> str:
+    """The first date in `text` as YYYY-MM-DD, or `text` unchanged (the schema then says why)."""
+    m = _DATE.search(text)
+    if not m:
+        return text
+    try:
+        return dt.date(*map(int, m.groups())).isoformat()
+    except ValueError:
+        return text
+
+
+def find_deadline(body: str) -> str | None:
+    """The date a notice says something must be done by (`YYYY年M月D日 前`, `截止...`)."""
+    m = _DEADLINE.search(body)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def find_location(body: str) -> str | None:
+    m = _LOCATION.search(body)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+class MalformedPage(Exception):
+    """A detail page the selectors cannot read."""
+
+
+def extract(site: Site, html: str) -> dict:
+    """title, publish_date, department, body (cleaned text), deadline, location of one
+    detail page; MalformedPage when the title or body selector finds nothing."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    sel = site.selectors
+
+    def text(selector: str) -> str:
+        tag = soup.select_one(selector) if selector else None
+        return html_to_text(tag) if tag is not None else ""
+
+    title = text(sel.title).replace("\n", " ")
+    if not title:
+        raise MalformedPage(f"no element matches selectors.title {sel.title!r}")
+    node = soup.select_one(sel.body)
+    if node is None:
+        raise MalformedPage(f"no element matches selectors.body {sel.body!r}")
+    body = strip_boilerplate(html_to_text(node), boilerplate_pattern(site.boilerplate))
+    if not body:
+        raise MalformedPage(f"selectors.body {sel.body!r} holds no text")
+    return {
+        "title": title,
+        "publish_date": iso_date(text(sel.date)),
+        "department": _LABEL.sub("", text(sel.department)) or site.department,
+        "body": body,
+        "deadline": find_deadline(body),
+        "location": text(sel.location) or find_location(body),
+        "category": site.category,
+    }
+
+
+def content_hash(record: dict) -> str:
+    keys = ("title", "publish_date", "department", "body", "deadline", "location", "category")
+    return hashlib.sha256(dumps({k: record.get(k) for k in keys}).encode()).hexdigest()
+
+
+@dataclass
+class Summary:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    robots: int = 0
+    rejected: int = 0
+    list_pages: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (url, why)
+
+    def line(self, out: Path) -> str:
+        return (
+            f"crawl: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.robots} skipped by robots.txt, {len(self.failed)} failed, "
+            f"{self.rejected} rejected by the notice schema ({self.list_pages} list pages) "
+            f"-> {out / OUT_NAME}"
+        )
+
+
+def _load_state(path: Path) -> dict:
+    return read_json(path) if path.exists() else {"pages": {}}
+
+
+def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=print) -> Summary:
+    """Crawl every site into out_dir/crawled.jsonl (see the module docstring)."""
+    out_dir = Path(out_dir)
+    out_file, state_file = out_dir / OUT_NAME, out_dir / STATE_DIR / "state.json"
+    fetcher = fetcher or Fetcher(config.settings, log=log)
+    state = _load_state(state_file)
+    records = {r["id"]: r for r in read_jsonl(out_file)} if out_file.exists() else {}
+    rejected: list[dict] = []
+    summary, seen = Summary(), set()
+    fingerprint = {
+        site.name: hashlib.sha256(dumps(dataclasses.asdict(site)).encode()).hexdigest()[:16]
+        for site in config.sites
+    }
+
+    def fail(url: str, why: str) -> None:
+        summary.failed.append((url, why))
+        log(f"crawl: failed {url}: {why}", file=sys.stderr)
+
+    def detail(site: Site, url: str) -> None:
+        if url in seen:
+            return
+        seen.add(url)
+        if not fetcher.allowed(url):
+            summary.robots += 1
+            return
+        prev = state["pages"].get(url, {})
+        if prev.get("site_sha256") != fingerprint[site.name]:
+            prev = {}  # the site's selectors or defaults changed: read the page afresh
+        validators = (("If-None-Match", "etag"), ("If-Modified-Since", "last_modified"))
+        headers = {k: prev[v] for k, v in validators if prev.get(v)}
+        try:
+            page = fetcher.get(url, headers)
+        except FetchError as exc:
+            return fail(url, str(exc))
+        if page.status == 304 and prev:
+            summary.unchanged += 1
+            return
+        if page.status != 200:
+            return fail(url, f"HTTP {page.status}")
+        try:
+            found = extract(site, decode(page.content, page.headers.get("Content-Type")))
+        except MalformedPage as exc:
+            return fail(url, f"malformed page: {exc}")
+        digest = content_hash(found)
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        nid = f"{site.name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+        # no timestamps here: an unchanged site leaves the state, and so data/raw, unchanged
+        state["pages"][url] = {
+            "id": nid,
+            "site_sha256": fingerprint[site.name],
+            "content_sha256": digest,
+            "etag": page.headers.get("ETag"),
+            "last_modified": page.headers.get("Last-Modified"),
+        }
+        if prev.get("content_sha256") == digest:
+            summary.unchanged += 1
+            return
+        record = {"id": nid, **found, "source": f"crawl:{site.name}", "url": url,
+                  "fetched_at": now, "content_sha256": digest}  # fmt: skip
+        problems = check_notice(record)
+        if problems:
+            summary.rejected += 1
+            rejected.append(record | {"problems": problems})
+            log(f"crawl: rejected {url}: {'; '.join(problems)}", file=sys.stderr)
+            return
+        if nid in records:
+            summary.updated += 1
+        else:
+            summary.new += 1
+        records[nid] = record
+
+    def follow(site: Site, url: str | None) -> None:
+        """A list page, its notices, then the next list page, up to max_pages."""
+        from bs4 import BeautifulSoup
+
+        pages = 0
+        while url and pages < site.max_pages and url not in seen:
+            seen.add(url)
+            pages += 1
+            if not fetcher.allowed(url):
+                summary.robots += 1
+                return
+            try:
+                page = fetcher.get(url)
+            except FetchError as exc:
+                return fail(url, str(exc))
+            if page.status != 200:
+                return fail(url, f"HTTP {page.status}")
+            html = decode(page.content, page.headers.get("Content-Type"))
+            soup = BeautifulSoup(html, "html.parser")
+            links = [urldefrag(urljoin(page.url, a["href"])).url
+                     for a in soup.select(site.selectors.links) if a.get("href")]  # fmt: skip
+            summary.list_pages += 1
+            log(f"crawl: {site.name} list page {pages}: {len(links)} links ({url})")
+            for link in links:
+                detail(site, link)
+            nxt = soup.select_one(site.selectors.next) if site.selectors.next else None
+            url = urljoin(page.url, nxt["href"]) if nxt is not None and nxt.get("href") else None
+
+    try:  # whatever happens, keep what was crawled so far
+        for site in config.sites:
+            for start in site.start_urls:
+                follow(site, start)
+    finally:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out_file, records.values())
+        atomic_write_text(state_file, dumps(state))
+        if rejected:
+            with open(out_dir / STATE_DIR / "rejected.jsonl", "a", encoding="utf-8") as fh:
+                fh.writelines(
+                    f"{json.dumps(r, ensure_ascii=False, sort_keys=True)}\n" for r in rejected
+                )
+    log(summary.line(out_dir))
+    return summary
+
+
+def main(args: argparse.Namespace | None = None) -> int:
+    """`llmops crawl`: the sites file from --sites (default params.ingest.sites) into --out."""
+    from pipeline.config import load_params
+    from pipeline.paths import RAW_DIR
+
+    sites = getattr(args, "sites", None) or load_params().ingest.sites
+    out = Path(getattr(args, "out", None) or RAW_DIR)
+    summary = crawl(load_sites(Path(sites)), out)
+    nothing = not (summary.new or summary.updated or summary.unchanged)
+    if nothing and (summary.failed or summary.robots):
+        raise UserError(
+            f"crawl: nothing could be crawled from {sites} ({len(summary.failed)} pages failed, "
+            f"{summary.robots} disallowed or on hosts whose robots.txt is unreachable); check "
+            "the start URLs, the selectors and your network, then run `llmops crawl` again"
+        )
+    return 0
