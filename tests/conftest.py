@@ -133,3 +133,60 @@ def tiny_base(tmp_path_factory, tiny_tok):
     model.save_pretrained(out)
     tiny_tok.save_pretrained(out)
     return out
+
+
+LABEL_STUDIO_VENV = ROOT / ".venv-labelstudio"  # `make labelstudio`
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio server on 127.0.0.1 (its own virtualenv, data under tmp), stopped
+    with its process group at the end; yields (url, api token)."""
+    exe = LABEL_STUDIO_VENV / "bin" / "label-studio"
+    if not exe.exists():
+        pytest.skip(f"{exe} not found: run `make labelstudio` (make test does)")
+    root = tmp_path_factory.mktemp("label-studio")
+    port, token = free_port(), "flywheel-test-token"
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO", "VIRTUAL"))},
+        "LABEL_STUDIO_BASE_DATA_DIR": str(root / "data"),
+        "LABEL_STUDIO_USERNAME": "admin@flywheel.test",
+        "LABEL_STUDIO_PASSWORD": "flywheel-test-password",
+        "LABEL_STUDIO_USER_TOKEN": token,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # else the preset token gets 401
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "LATEST_VERSION_CHECK": "false",
+        "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
+         "--data-dir", str(root / "data")],
+        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300  # first start runs the migrations (~50 s)
+        while True:
+            try:
+                req = urllib.request.Request(
+                    f"{url}/api/projects", headers={"Authorization": f"Token {token}"}
+                )
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"label studio did not start:\n{(root / 'server.log').read_text()[-4000:]}"
+                )
+            time.sleep(1)
+        yield url, token
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
