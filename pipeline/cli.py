@@ -132,6 +132,15 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
             (("--project",), {"help": "project title (default: feedback.project)"}),
         ],
     ),
+    (
+        ("feedback", "propose"),
+        "pipeline.feedback.propose:main",
+        "commit changed preference pairs to a branch and open a pull request (gh)",
+        [
+            (("--prefs",), {"help": f"prefs file (default: {paths.PREFS_FILE})"}),
+            (("--base",), {"default": "main", "help": "the pull request's base branch"}),
+        ],
+    ),
 ]
 
 
