@@ -14,8 +14,10 @@ dpo stage depends on: the next `dvc repro` trains on them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,28 @@ def connect() -> Any:
     from label_studio_sdk import LabelStudio
 
     return LabelStudio(base_url=url, api_key=key)
+
+
+@contextlib.contextmanager
+def server_errors() -> Iterator[None]:
+    """A refused connection or an error answer becomes one line saying what to check."""
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
+    url = os.environ.get("LABEL_STUDIO_URL")
+    try:
+        yield
+    except ApiError as exc:
+        hint = (
+            "check LABEL_STUDIO_API_KEY (a personal access token, or the legacy token)"
+            if exc.status_code in (401, 403)
+            else str(exc.body)[:300]
+        )
+        raise UserError(f"Label Studio at {url} answered {exc.status_code}: {hint}") from None
+    except httpx.HTTPError as exc:
+        raise UserError(
+            f"Label Studio at {url} is unreachable ({exc}): check LABEL_STUDIO_URL"
+        ) from None
 
 
 def find_project(ls: Any, title: str) -> Any | None:
@@ -145,7 +169,8 @@ def main_push(args) -> int:
     p = load_params().feedback
     tasks = read_tasks(Path(args.tasks or FEEDBACK_TASKS))
     title = args.project or p.project
-    s = push(connect(), tasks, title)
+    with server_errors():
+        s = push(connect(), tasks, title)
     print(
         f"feedback push: project {title!r} (id {s['project_id']}, {s['project']}):"
         f" {s['imported']} tasks imported, {s['already_there']} already there"
@@ -160,7 +185,8 @@ def main_pull(args) -> int:
     p = load_params().feedback
     title = args.project or p.project
     out = Path(args.out or PREFS_FILE)
-    s = pull(connect(), title, out, p.corrections)
+    with server_errors():
+        s = pull(connect(), title, out, p.corrections)
     print(
         f"feedback pull: project {title!r} (id {s['project_id']}): {s.get('pair', 0)} pairs,"
         f" {s.get('correction', 0)} corrections, {s.get('tie', 0)} ties dropped,"

@@ -3,7 +3,8 @@
 Each annotator's latest submitted (not skipped) annotation of a task is one vote: the
 Pairwise choice names the left or the right answer, or "both equal" is a tie. The majority
 wins; ties (equal votes, or a majority for "both equal") are dropped. `agreement` is the
-fraction of votes that agree with the majority, `annotators` the number of votes.
+fraction of votes that agree with the majority, `annotators` the number of votes, `rating`
+(when given) the mean 1-5 rating of the chosen answer by those who chose it.
 
 A free-text correction (when `feedback.corrections` is on) becomes one more pair: the
 correction chosen over the answer that annotator preferred (the best the models did still
@@ -21,9 +22,10 @@ SOURCE = "label-studio"
 TIE = "tie"
 
 
-def vote_of(result: list[dict]) -> tuple[str | None, str]:
-    """(left | right | tie | None, correction text) from one annotation's result list."""
-    vote, correction = None, ""
+def vote_of(result: list[dict]) -> tuple[str | None, str, float | None]:
+    """(left | right | tie | None, correction text, rating of the better answer or None) from
+    one annotation's result list."""
+    vote, correction, rating = None, "", None
     for r in result:
         value = r.get("value") or {}
         if r.get("type") == "pairwise" and value.get("selected") in ("left", "right"):
@@ -32,12 +34,17 @@ def vote_of(result: list[dict]) -> tuple[str | None, str]:
             vote = TIE
         elif r.get("type") == "textarea" and r.get("from_name") == "correction":
             correction = "\n".join(value.get("text") or []).strip()
-    return vote, correction
+        elif r.get("type") == "rating" and isinstance(value.get("rating"), (int, float)):
+            rating = float(value["rating"])
+    return vote, correction, rating
 
 
-def task_votes(task: dict) -> dict[str, tuple[str | None, str]]:
-    """annotator -> (vote, correction), from that annotator's latest submitted annotation."""
-    latest: dict[str, tuple[str, tuple[str | None, str]]] = {}
+Vote = tuple[str | None, str, float | None]
+
+
+def task_votes(task: dict) -> dict[str, Vote]:
+    """annotator -> (vote, correction, rating), from their latest submitted annotation."""
+    latest: dict[str, tuple[str, Vote]] = {}
     for a in task.get("annotations") or []:
         if a.get("was_cancelled"):
             continue
@@ -52,7 +59,7 @@ def pairs_of_task(task: dict, corrections: bool) -> tuple[list[dict], str]:
     """The pairs one exported task yields and what happened: pair | tie | unannotated."""
     data = task["data"]
     votes = task_votes(task)
-    counted = Counter(v for v, _ in votes.values() if v is not None)
+    counted = Counter(v for v, _, _ in votes.values() if v is not None)
     if not counted:
         return [], "unannotated"
     (winner, top), *rest = counted.most_common()
@@ -62,6 +69,8 @@ def pairs_of_task(task: dict, corrections: bool) -> tuple[list[dict], str]:
     tie = winner == TIE or (rest and rest[0][1] == top)
     if not tie:
         loser = "right" if winner == "left" else "left"
+        ratings = [r for v, _, r in votes.values() if v == winner and r is not None]
+        rating = {"rating": round(sum(ratings) / len(ratings), 2)} if ratings else {}
         out.append(
             {
                 **common,
@@ -72,10 +81,11 @@ def pairs_of_task(task: dict, corrections: bool) -> tuple[list[dict], str]:
                 "rejected_model": data.get(f"{loser}_model"),
                 "agreement": round(top / sum(counted.values()), 4),
                 "annotators": sum(counted.values()),
+                **rating,
             }
         )
     if corrections:
-        for who, (vote, text) in votes.items():
+        for who, (vote, text, _) in votes.items():
             # over the answer this annotator preferred; over both when neither was better
             sides = [vote] if vote in ("left", "right") else ["left", "right"]
             for side in sides:

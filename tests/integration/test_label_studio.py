@@ -40,7 +40,7 @@ def request_logs(path, n=8):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def annotate(ls, user, task_id, vote=None, correction=None, skip=False):
+def annotate(ls, user, task_id, vote=None, correction=None, skip=False, rating=None):
     """Submit one annotation the way the labeling UI does."""
     result = []
     if vote in ("left", "right"):
@@ -49,6 +49,9 @@ def annotate(ls, user, task_id, vote=None, correction=None, skip=False):
     elif vote == "tie":
         result.append({"from_name": "equal", "to_name": "prompt", "type": "choices",
                        "value": {"choices": ["Both equal"]}})  # fmt: skip
+    if rating:
+        result.append({"from_name": "rating", "to_name": "prompt", "type": "rating",
+                       "value": {"rating": rating}})  # fmt: skip
     if correction:
         result.append({"from_name": "correction", "to_name": "prompt", "type": "textarea",
                        "value": {"text": [correction]}})  # fmt: skip
@@ -96,8 +99,8 @@ def test_sample_push_annotate_pull_and_train(label_studio, tiny_base, in_tmp, mo
     users = [ls.users.create(username=f"annotator{i}", email=f"a{i}@flywheel.test").id
              for i in range(3)]  # fmt: skip
     t0, t1, t2, t3, t4, _unjudged = tasks
-    for user, vote in zip(users, ["right", "right", "left"], strict=True):
-        annotate(ls, user, t0.id, vote)  # 2 of 3: majority right, agreement 0.6667
+    for user, vote, rating in zip(users, ["right", "right", "left"], [4, 5, 2], strict=True):
+        annotate(ls, user, t0.id, vote, rating=rating)  # majority right, agreement 0.6667
     for user, vote in zip(users, ["left", "right", "tie"], strict=True):
         annotate(ls, user, t1.id, vote)  # no majority: dropped
     annotate(ls, users[0], t2.id, "left", correction="讲座活动")  # a pair and a correction
@@ -116,7 +119,7 @@ def test_sample_push_annotate_pull_and_train(label_studio, tiny_base, in_tmp, mo
     assert len(pairs) == 40 + 4 and len(pulled) == 4
     first = pulled[t0.data["feedback_id"]]
     assert first["chosen"][0]["content"] == t0.data["right"]
-    assert first["agreement"] == 0.6667 and first["annotators"] == 3
+    assert first["agreement"] == 0.6667 and first["annotators"] == 3 and first["rating"] == 4.5
     assert t1.data["feedback_id"] not in pulled and t3.data["feedback_id"] not in pulled
     correction = pulled[f"{t2.data['feedback_id']}:correction:{users[0]}"]
     assert correction["chosen"][0]["content"] == "讲座活动"
@@ -139,3 +142,22 @@ def test_sample_push_annotate_pull_and_train(label_studio, tiny_base, in_tmp, mo
     metrics = json.loads((in_tmp / "metrics/dpo.json").read_text())
     assert "skipped" not in metrics and metrics["steps"] == 4
     assert metrics["pairs_train"] + metrics["pairs_held_out"] == 44
+
+
+def test_a_wrong_key_or_a_missing_one_is_one_line_and_the_key_is_never_printed(
+    label_studio, in_tmp, monkeypatch, capsys
+):
+    url, _ = label_studio
+    shutil.copy(ROOT / "params.yaml", in_tmp / "params.yaml")
+    (in_tmp / "tasks.jsonl").write_text(
+        json.dumps({"feedback_id": "r1", "prompt": "p", "left": "a", "right": "b"}) + "\n"
+    )
+    monkeypatch.setenv("LABEL_STUDIO_URL", url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "not-the-key-0123")
+    assert llmops(["feedback", "push", "--tasks", "tasks.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert f"Label Studio at {url} answered 401: check LABEL_STUDIO_API_KEY" in err
+    assert "not-the-key-0123" not in err
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY")
+    assert llmops(["feedback", "pull"]) == 2
+    assert "set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY" in capsys.readouterr().err

@@ -4,7 +4,9 @@ the server round trip is tests/integration/test_label_studio.py)."""
 import json
 from collections import Counter
 
-from pipeline.config import FeedbackParams, load_params
+import pytest
+
+from pipeline.config import FeedbackParams, ParamsError, load_params, parse_params
 from pipeline.data.prefs import check_pair
 from pipeline.feedback.sample import draw, from_log, sample, stratum
 from pipeline.feedback.votes import merge, pairs_of_task, to_pairs
@@ -24,6 +26,24 @@ def log_record(i, version="3", **extra):
 
 def test_params_carry_a_feedback_section():
     assert load_params(ROOT / "params.yaml").feedback.strata == list(P.strata)
+
+
+@pytest.mark.parametrize(
+    "section, error",
+    [
+        ({"sampel_size": 5}, "params.yaml:feedback.sampel_size: unknown key"),
+        ({"sample_size": 0}, "params.yaml:feedback.sample_size: must be at least 1"),
+        ({"low_confidence": 1.5}, "params.yaml:feedback.low_confidence: must be between"),
+        ({"strata": "task"}, "params.yaml:feedback.strata: expected a list"),
+    ],
+)
+def test_bad_feedback_params_name_the_key(section, error):
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["feedback"] = section
+    with pytest.raises(ParamsError, match=error.replace(".", r"\.")):
+        parse_params(raw)
 
 
 def test_strata_bucket_confidence_and_name_absent_fields_unknown():
@@ -74,7 +94,7 @@ def test_sample_skips_bad_lines_with_their_number_scrubs_pii_and_pairs_both_side
     assert len({t["left_model"] for t in tasks}) == 2
 
 
-def task(fid, *votes, corrections=()):
+def task(fid, *votes, corrections=(), ratings=None):
     """An exported Label Studio task with one annotation per vote (left/right/tie/skip)."""
     anns = []
     for who, vote in enumerate(votes, 1):
@@ -85,6 +105,9 @@ def task(fid, *votes, corrections=()):
         if vote == "tie":
             result.append({"from_name": "equal", "to_name": "prompt", "type": "choices",
                            "value": {"choices": ["Both equal"]}})  # fmt: skip
+        if ratings and who in ratings:
+            result.append({"from_name": "rating", "to_name": "prompt", "type": "rating",
+                           "value": {"rating": ratings[who]}})  # fmt: skip
         for cwho, text in corrections:
             if cwho == who:
                 result.append({"from_name": "correction", "to_name": "prompt", "type": "textarea",
@@ -97,11 +120,13 @@ def task(fid, *votes, corrections=()):
 
 
 def test_majority_wins_with_its_agreement_and_ties_are_dropped():
-    (pair,), outcome = pairs_of_task(task("a", "right", "right", "left"), corrections=False)
+    three = task("a", "right", "right", "left", ratings={1: 4, 2: 5, 3: 1})
+    (pair,), outcome = pairs_of_task(three, corrections=False)
     assert outcome == "pair"
     assert pair["chosen"][0]["content"] == "科研" and pair["rejected"][0]["content"] == "教务"
     assert pair["agreement"] == 0.6667 and pair["annotators"] == 3
     assert pair["chosen_model"] == "challenger:4"
+    assert pair["rating"] == 4.5  # of the chosen answer, by those who chose it
     check_pair(pair, "x", 1)
     assert pairs_of_task(task("b", "left", "right"), False) == ([], "tie")
     assert pairs_of_task(task("c", "tie", "tie", "left"), False) == ([], "tie")
