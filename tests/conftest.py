@@ -49,43 +49,52 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_mlflow_server(backend_uri: str, root: Path):
-    """A real MLflow tracking server on 127.0.0.1 over `backend_uri` (artifacts under
-    root/artifacts), stopped on exit; yields its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+def running_server(cmd: list[str], env: dict, root: Path, probe: urllib.request.Request,
+                   timeout: float, what: str, cwd: Path | None = None):  # fmt: skip
+    """Run `cmd` in its own process group (output in root/server.log) until `probe` answers
+    200; stop the whole group on exit."""
     log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [
-            str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                with urllib.request.urlopen(probe, timeout=5) as resp:
                     if resp.status == 200:
                         break
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"mlflow server did not start:\n{(root / 'server.log').read_text()}"
+                    f"{what} did not start:\n{(root / 'server.log').read_text()[-4000:]}"
                 )
             time.sleep(0.5)
-        yield url
+        yield
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@contextlib.contextmanager
+def running_mlflow_server(backend_uri: str, root: Path):
+    """A real MLflow tracking server on 127.0.0.1 over `backend_uri` (artifacts under
+    root/artifacts), stopped on exit; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [
+        str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with running_server(cmd, env, root, urllib.request.Request(f"{url}/health"), 90, "mlflow"):
+        yield url
 
 
 @pytest.fixture
@@ -159,34 +168,11 @@ def label_studio(tmp_path_factory):
         "LATEST_VERSION_CHECK": "false",
         "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(root / "data")],
-        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300  # first start runs the migrations (~50 s)
-        while True:
-            try:
-                req = urllib.request.Request(
-                    f"{url}/api/projects", headers={"Authorization": f"Token {token}"}
-                )
-                with urllib.request.urlopen(req, timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"label studio did not start:\n{(root / 'server.log').read_text()[-4000:]}"
-                )
-            time.sleep(1)
+    cmd = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1",
+           "--port", str(port), "--data-dir", str(root / "data")]  # fmt: skip
+    probe = urllib.request.Request(
+        f"{url}/api/projects", headers={"Authorization": f"Token {token}"}
+    )
+    # the first start runs the database migrations (~50 s)
+    with running_server(cmd, env, root, probe, 300, "label studio", cwd=root):
         yield url, token
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()

@@ -12,6 +12,7 @@ from pipeline.cli import main as llmops
 from pipeline.data.prefs import load_pairs
 
 from ..conftest import ROOT
+from ..unit.test_feedback import label_result
 
 pytestmark = pytest.mark.integration
 
@@ -42,19 +43,7 @@ def request_logs(path, n=8):
 
 def annotate(ls, user, task_id, vote=None, correction=None, skip=False, rating=None):
     """Submit one annotation the way the labeling UI does."""
-    result = []
-    if vote in ("left", "right"):
-        result.append({"from_name": "preference", "to_name": "left", "type": "pairwise",
-                       "value": {"selected": vote}})  # fmt: skip
-    elif vote == "tie":
-        result.append({"from_name": "equal", "to_name": "prompt", "type": "choices",
-                       "value": {"choices": ["Both equal"]}})  # fmt: skip
-    if rating:
-        result.append({"from_name": "rating", "to_name": "prompt", "type": "rating",
-                       "value": {"rating": rating}})  # fmt: skip
-    if correction:
-        result.append({"from_name": "correction", "to_name": "prompt", "type": "textarea",
-                       "value": {"text": [correction]}})  # fmt: skip
+    result = label_result(vote, correction, rating)
     ls.annotations.create(id=task_id, result=result, completed_by=user, was_cancelled=skip)
 
 

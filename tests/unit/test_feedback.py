@@ -94,24 +94,29 @@ def test_sample_skips_bad_lines_with_their_number_scrubs_pii_and_pairs_both_side
     assert len({t["left_model"] for t in tasks}) == 2
 
 
+def label_result(vote=None, correction=None, rating=None):
+    """An annotation's result as the labeling UI submits it for the project's config."""
+    result = []
+    if vote in ("left", "right"):
+        result.append({"from_name": "preference", "to_name": "left", "type": "pairwise",
+                       "value": {"selected": vote}})  # fmt: skip
+    elif vote == "tie":
+        result.append({"from_name": "equal", "to_name": "prompt", "type": "choices",
+                       "value": {"choices": ["Both equal"]}})  # fmt: skip
+    if rating:
+        result.append({"from_name": "rating", "to_name": "prompt", "type": "rating",
+                       "value": {"rating": rating}})  # fmt: skip
+    if correction:
+        result.append({"from_name": "correction", "to_name": "prompt", "type": "textarea",
+                       "value": {"text": [correction]}})  # fmt: skip
+    return result
+
+
 def task(fid, *votes, corrections=(), ratings=None):
     """An exported Label Studio task with one annotation per vote (left/right/tie/skip)."""
     anns = []
     for who, vote in enumerate(votes, 1):
-        result = []
-        if vote in ("left", "right"):
-            result.append({"from_name": "preference", "to_name": "left", "type": "pairwise",
-                           "value": {"selected": vote}})  # fmt: skip
-        if vote == "tie":
-            result.append({"from_name": "equal", "to_name": "prompt", "type": "choices",
-                           "value": {"choices": ["Both equal"]}})  # fmt: skip
-        if ratings and who in ratings:
-            result.append({"from_name": "rating", "to_name": "prompt", "type": "rating",
-                           "value": {"rating": ratings[who]}})  # fmt: skip
-        for cwho, text in corrections:
-            if cwho == who:
-                result.append({"from_name": "correction", "to_name": "prompt", "type": "textarea",
-                               "value": {"text": [text]}})  # fmt: skip
+        result = label_result(vote, dict(corrections).get(who), (ratings or {}).get(who))
         anns.append({"completed_by": who, "was_cancelled": vote == "skip", "result": result,
                      "updated_at": f"2026-11-2{who}"})  # fmt: skip
     data = {"feedback_id": fid, "prompt": "通知属于哪一类？", "left": "教务", "right": "科研",
