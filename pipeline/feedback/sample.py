@@ -219,6 +219,8 @@ def main(args) -> int:
     from pipeline.paths import BASE_DIR, FEEDBACK_TASKS
 
     p = load_params().feedback
+    if args.n is not None and args.n < 1:
+        raise UserError(f"--n must be at least 1, got {args.n}")
     n = args.n or p.sample_size
     champion = answerer(args.champion or p.champion, BASE_DIR, p.max_new_tokens)
     challenger = answerer(args.challenger or p.challenger, BASE_DIR, p.max_new_tokens)

@@ -190,7 +190,9 @@ def main_pull(args) -> int:
     print(
         f"feedback pull: project {title!r} (id {s['project_id']}): {s.get('pair', 0)} pairs,"
         f" {s.get('correction', 0)} corrections, {s.get('tie', 0)} ties dropped,"
-        f" {s.get('unannotated', 0)} tasks awaiting annotation; {out}: {s['new']} new,"
+        f" {s.get('unannotated', 0)} tasks awaiting annotation"
+        + (f", {s['no_choice']} judged without a choice" if s.get("no_choice") else "")
+        + f"; {out}: {s['new']} new,"
         f" {s['updated']} updated, {s['removed']} removed, {s['total']} pairs in all"
     )
     return 0

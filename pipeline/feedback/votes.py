@@ -56,18 +56,21 @@ def task_votes(task: dict) -> dict[str, Vote]:
 
 
 def pairs_of_task(task: dict, corrections: bool) -> tuple[list[dict], str]:
-    """The pairs one exported task yields and what happened: pair | tie | unannotated."""
+    """The pairs one exported task yields and what happened: pair | tie | unannotated
+    (no submitted annotation) | no_choice (annotations without a choice)."""
     data = task["data"]
     votes = task_votes(task)
-    counted = Counter(v for v, _, _ in votes.values() if v is not None)
-    if not counted:
+    if not votes:
         return [], "unannotated"
-    (winner, top), *rest = counted.most_common()
+    counted = Counter(v for v, _, _ in votes.values() if v is not None)
+    ranked = counted.most_common()
+    winner, top = ranked[0] if ranked else (None, 0)
     prompt = [{"role": "user", "content": data["prompt"]}]
     common = {"group": data["prompt"], "source": SOURCE, "prompt": prompt}
     out: list[dict] = []
-    tie = winner == TIE or (rest and rest[0][1] == top)
-    if not tie:
+    tie = winner == TIE or (len(ranked) > 1 and ranked[1][1] == top)
+    outcome = "no_choice" if winner is None else "tie" if tie else "pair"
+    if outcome == "pair":
         loser = "right" if winner == "left" else "left"
         ratings = [r for v, _, r in votes.values() if v == winner and r is not None]
         rating = {"rating": round(sum(ratings) / len(ratings), 2)} if ratings else {}
@@ -103,7 +106,7 @@ def pairs_of_task(task: dict, corrections: bool) -> tuple[list[dict], str]:
                         "kind": "correction",
                     }
                 )
-    return out, "tie" if tie else "pair"
+    return out, outcome
 
 
 def to_pairs(tasks: list[dict], corrections: bool) -> tuple[list[dict], dict[str, int], set[str]]:

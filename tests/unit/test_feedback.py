@@ -146,6 +146,8 @@ def test_a_correction_becomes_a_pair_over_the_answer_it_corrects():
     assert pairs[1]["chosen"][0]["content"] == "讲座活动"
     assert pairs[1]["rejected"][0]["content"] == "教务"
     assert pairs_of_task(task("a", "left", corrections=[(1, "x")]), False)[0][1:] == []
+    only, outcome = pairs_of_task(task("n", None, corrections=[(1, "讲座活动")]), True)
+    assert outcome == "no_choice" and len(only) == 2  # a correction needs no choice
     tie, outcome = pairs_of_task(task("t", "tie", corrections=[(1, "讲座活动")]), True)
     assert outcome == "tie" and [p["id"] for p in tie] == [
         "t:correction:1:left",
