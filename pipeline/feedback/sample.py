@@ -116,15 +116,18 @@ def from_model(model_dir: Path, base_dir: Path, max_new_tokens: int) -> Answerer
     """Answers generated here by a model directory: full weights, or a LoRA adapter over
     `base_dir` (greedy, batched, as the evaluation does)."""
 
+    loaded: list = []  # (model, tokenizer), loaded on the first call
+
     def answer(records: list[dict]) -> list[tuple[str, str]]:
         from rich.progress import Progress
 
         from pipeline.modeling import generate, load_model, load_tokenizer
 
-        if not Path(model_dir).is_dir():
-            raise UserError(f"{model_dir}: no such model directory (run `dvc repro` first?)")
-        tok = load_tokenizer(model_dir)
-        model = load_model(base_dir, model_dir)
+        if not loaded:
+            if not Path(model_dir).is_dir():
+                raise UserError(f"{model_dir}: no such model directory (run `dvc repro` first?)")
+            loaded.extend([load_model(base_dir, model_dir), load_tokenizer(model_dir)])
+        model, tok = loaded
         prompts = [[{"role": "user", "content": r["prompt"]}] for r in records]
         with Progress(transient=True) as bar:
             task = bar.add_task(f"feedback sample: {model_dir}", total=len(prompts))
@@ -197,15 +200,22 @@ def sample(
         print(f"warning: {err} (line skipped)", file=sys.stderr)
     if len(errors) > 20:
         print(f"warning: ... and {len(errors) - 20} more bad lines skipped", file=sys.stderr)
-    drawn = draw(records, n, p)
+    # the whole draw order, answered a chunk at a time until n tasks have two different
+    # answers (identical ones compare nothing) or the logs run out
+    order = draw(records, len(records), p)
     pii: Counter = Counter()
-    tasks, same = (
-        make_tasks(drawn, champion(drawn), challenger(drawn), p, pii) if drawn else ([], 0)
-    )
+    tasks: list[dict] = []
+    same = drawn = 0
+    while len(tasks) < n and drawn < len(order):
+        chunk = order[drawn : drawn + n - len(tasks)]
+        drawn += len(chunk)
+        got, dropped = make_tasks(chunk, champion(chunk), challenger(chunk), p, pii)
+        tasks += got
+        same += dropped
     summary = {
         "requests": len(records),
         "bad_lines": len(errors),
-        "drawn": len(drawn),
+        "drawn": drawn,
         "tasks": len(tasks),
         "same_answer": same,
         "strata": dict(sorted(Counter(t["stratum"] for t in tasks).items())),

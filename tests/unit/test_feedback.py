@@ -94,6 +94,21 @@ def test_sample_skips_bad_lines_with_their_number_scrubs_pii_and_pairs_both_side
     assert len({t["left_model"] for t in tasks}) == 2
 
 
+def test_identical_answers_are_topped_up_from_the_rest_of_the_draw(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps(log_record(i)) + "\n" for i in range(8)))
+    echo = {"req-0001", "req-0004", "req-0006"}  # the challenger repeats the logged answer
+
+    def challenger(records):
+        return [(r["response"] if r["request_id"] in echo else "别的", "x") for r in records]
+
+    tasks, s = sample([path], 4, P, from_log, challenger)
+    assert len(tasks) == 4 and not echo & {t["feedback_id"] for t in tasks}
+    assert s["drawn"] == 4 + s["same_answer"]
+    tasks, s = sample([path], 8, P, from_log, challenger)  # more than the logs can give
+    assert len(tasks) == 5 and s["same_answer"] == 3 and s["drawn"] == 8
+
+
 def label_result(vote=None, correction=None, rating=None):
     """An annotation's result as the labeling UI submits it for the project's config."""
     result = []
