@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup tools demo repro test test-unit manifests lint format bench lock clean
+.PHONY: setup tools demo repro test test-unit manifests lint format bench lock clean labelstudio
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ demo: setup  ## the whole loop on the embedded default, then a summary table
 	llmops summary
 	llmops status staging
 
-test: setup tools  ## everything CI runs
+test: setup tools labelstudio  ## everything CI runs
 	pytest
 
 test-unit: setup  ## fast tests only
@@ -67,3 +67,15 @@ lock:  ## re-resolve requirements.lock from pyproject.toml in a scratch venv
 
 clean:  ## remove pipeline outputs (DVC cache and git-tracked metrics stay)
 	rm -rf data/prepared models/base models/adapter models/checkpoints bench/work reports
+
+# The Label Studio server the feedback tests start: its own virtualenv, because its pins
+# (Django, numpy) are not the pipeline's. The CLI only needs label-studio-sdk (in .venv).
+LABEL_STUDIO_VERSION := 1.23.2
+LS_VENV := .venv-labelstudio
+$(LS_VENV)/.installed-$(LABEL_STUDIO_VERSION):
+	rm -rf $(LS_VENV) && $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
+	touch $@
+
+labelstudio: $(LS_VENV)/.installed-$(LABEL_STUDIO_VERSION)  ## .venv-labelstudio: the Label Studio server for tests

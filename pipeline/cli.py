@@ -200,6 +200,45 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
             (("--out",), {"help": f"output directory (default: {paths.RAW_DIR})"}),
         ],
     ),
+    (
+        ("feedback", "sample"),
+        "pipeline.feedback.sample:main",
+        "draw request logs for comparison: stratified, PII scrubbed, champion vs challenger",
+        [
+            (("--logs",), {"nargs": "+", "required": True, "help": "request-log files or dirs"}),
+            (("--n",), {"type": int, "help": "tasks to draw (default: feedback.sample_size)"}),
+            (("--champion",), {"help": "log, an endpoint URL or a model dir (feedback.champion)"}),
+            (("--challenger",), {"help": "the same for the challenger (feedback.challenger)"}),
+            (("--out",), {"help": f"tasks file (default: {paths.FEEDBACK_TASKS})"}),
+        ],
+    ),
+    (
+        ("feedback", "push"),
+        "pipeline.feedback.studio:main_push",
+        "import sampled tasks into the Label Studio project (no duplicates)",
+        [
+            (("--tasks",), {"help": f"tasks file (default: {paths.FEEDBACK_TASKS})"}),
+            (("--project",), {"help": "project title (default: feedback.project)"}),
+        ],
+    ),
+    (
+        ("feedback", "pull"),
+        "pipeline.feedback.studio:main_pull",
+        "merge completed annotations into the preference pairs the dpo stage trains on",
+        [
+            (("--out",), {"help": f"prefs file (default: {paths.PREFS_FILE})"}),
+            (("--project",), {"help": "project title (default: feedback.project)"}),
+        ],
+    ),
+    (
+        ("feedback", "propose"),
+        "pipeline.feedback.propose:main",
+        "commit changed preference pairs to a branch and open a pull request (gh)",
+        [
+            (("--prefs",), {"help": f"prefs file (default: {paths.PREFS_FILE})"}),
+            (("--base",), {"default": "main", "help": "the pull request's base branch"}),
+        ],
+    ),
 ]
 
 

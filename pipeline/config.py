@@ -172,6 +172,28 @@ class MlflowParams:
 
 
 @dataclass(frozen=True)
+class FeedbackParams:
+    """Request logs -> Label Studio -> preference pairs (`llmops feedback sample|push|pull`)."""
+
+    sample_size: int = 50  # tasks per `llmops feedback sample` (--n overrides)
+    # record fields that define the strata, drawn from in turn so rare ones are seen too;
+    # `confidence` is the bucket low / ok / unknown (see low_confidence); an absent field is
+    # its own stratum, `unknown`
+    strata: list[str] = field(default_factory=lambda: ["model_version", "task", "confidence"])
+    low_confidence: float = 0.5  # `confidence` below this is a low-confidence answer
+    seed: int = 0
+    # who answers each sampled prompt: `log` (the logged response), an OpenAI-compatible
+    # endpoint URL (http://host:port, e.g. the staging service), or a model directory
+    # (full weights, or a LoRA adapter over models/base)
+    champion: str = "log"
+    challenger: str = "models/adapter"
+    max_new_tokens: int = 64  # for offline generation and endpoints
+    project: str = "Flywheel: which answer is better?"  # the Label Studio project title
+    # a free-text correction becomes a pair too: the correction over the answer it corrects
+    corrections: bool = True
+
+
+@dataclass(frozen=True)
 class Params:
     prepare: PrepareParams
     validate: ValidateParams
@@ -183,6 +205,7 @@ class Params:
     gate: GateParams
     mlflow: MlflowParams
     ingest: IngestParams = field(default_factory=IngestParams)
+    feedback: FeedbackParams = field(default_factory=FeedbackParams)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -293,6 +316,12 @@ def _check(p: Params) -> None:
         re.compile(p.prepare.student_number_pattern)
     except re.error as exc:
         raise ParamsError(f"params.yaml:prepare.student_number_pattern: bad regex: {exc}") from None
+    if p.feedback.sample_size < 1:
+        raise ParamsError("params.yaml:feedback.sample_size: must be at least 1")
+    if not 0.0 <= p.feedback.low_confidence <= 1.0:
+        raise ParamsError("params.yaml:feedback.low_confidence: must be between 0 and 1")
+    if not p.feedback.strata:
+        raise ParamsError("params.yaml:feedback.strata: name at least one field")
 
 
 def parse_params(raw: object) -> Params:

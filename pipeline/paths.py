@@ -55,3 +55,7 @@ CHAMPION_DIR = Path("champion")
 CHAMPION_PREDICTIONS = CHAMPION_DIR / "predictions.jsonl"
 
 REPORTS_DIR = Path("reports")
+
+# `llmops feedback sample` writes the drawn tasks here and `push` reads them: a hand-over
+# between two commands, not a pipeline input (data/feedback is, and would retrain on change)
+FEEDBACK_TASKS = REPORTS_DIR / "feedback" / "tasks.jsonl"

@@ -49,43 +49,52 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_mlflow_server(backend_uri: str, root: Path):
-    """A real MLflow tracking server on 127.0.0.1 over `backend_uri` (artifacts under
-    root/artifacts), stopped on exit; yields its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+def running_server(cmd: list[str], env: dict, root: Path, probe: urllib.request.Request,
+                   timeout: float, what: str, cwd: Path | None = None):  # fmt: skip
+    """Run `cmd` in its own process group (output in root/server.log) until `probe` answers
+    200; stop the whole group on exit."""
     log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [
-            str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                with urllib.request.urlopen(probe, timeout=5) as resp:
                     if resp.status == 200:
                         break
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"mlflow server did not start:\n{(root / 'server.log').read_text()}"
+                    f"{what} did not start:\n{(root / 'server.log').read_text()[-4000:]}"
                 )
             time.sleep(0.5)
-        yield url
+        yield
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@contextlib.contextmanager
+def running_mlflow_server(backend_uri: str, root: Path):
+    """A real MLflow tracking server on 127.0.0.1 over `backend_uri` (artifacts under
+    root/artifacts), stopped on exit; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [
+        str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with running_server(cmd, env, root, urllib.request.Request(f"{url}/health"), 90, "mlflow"):
+        yield url
 
 
 @pytest.fixture
@@ -133,3 +142,37 @@ def tiny_base(tmp_path_factory, tiny_tok):
     model.save_pretrained(out)
     tiny_tok.save_pretrained(out)
     return out
+
+
+LABEL_STUDIO_VENV = ROOT / ".venv-labelstudio"  # `make labelstudio`
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio server on 127.0.0.1 (its own virtualenv, data under tmp), stopped
+    with its process group at the end; yields (url, api token)."""
+    exe = LABEL_STUDIO_VENV / "bin" / "label-studio"
+    if not exe.exists():
+        pytest.skip(f"{exe} not found: run `make labelstudio` (make test does)")
+    root = tmp_path_factory.mktemp("label-studio")
+    port, token = free_port(), "flywheel-test-token"
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO", "VIRTUAL"))},
+        "LABEL_STUDIO_BASE_DATA_DIR": str(root / "data"),
+        "LABEL_STUDIO_USERNAME": "admin@flywheel.test",
+        "LABEL_STUDIO_PASSWORD": "flywheel-test-password",
+        "LABEL_STUDIO_USER_TOKEN": token,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # else the preset token gets 401
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "LATEST_VERSION_CHECK": "false",
+        "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    cmd = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1",
+           "--port", str(port), "--data-dir", str(root / "data")]  # fmt: skip
+    probe = urllib.request.Request(
+        f"{url}/api/projects", headers={"Authorization": f"Token {token}"}
+    )
+    # the first start runs the database migrations (~50 s)
+    with running_server(cmd, env, root, probe, 300, "label studio", cwd=root):
+        yield url, token

@@ -32,7 +32,11 @@ import yaml
 from pipeline.io import UserError
 
 OVERLAYS_DIR = Path("manifests/overlays")
-TARGETS = [Path("manifests/training"), Path("argocd")]  # besides every overlay
+TARGETS = [
+    Path("manifests/training"),
+    Path("argocd"),
+    Path("manifests/feedback"),
+]  # besides every overlay
 SHARED_CRDS = Path("../shared/reference/crds")
 CRD_CACHE = Path(".cache/crds")
 # Pinned upstream releases, for machines without the shared reference folder
@@ -46,7 +50,7 @@ CRD_URLS = [
     "https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/v0.93.0/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
 ]  # fmt: skip
 KUBERNETES_VERSION = "1.32"
-POD_KINDS = {"Rollout", "Deployment", "StatefulSet", "DaemonSet", "Job", "PyTorchJob"}
+POD_KINDS = {"Rollout", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "PyTorchJob"}
 # sample values for AnalysisTemplate args that the Rollout fills in at run time
 SAMPLE_ARGS = {"canary-hash": "5f7c9d8b6", "stable-hash": "6d9b7c5f4", "namespace": "flywheel"}
 

@@ -215,3 +215,23 @@ def test_kv_cache_alert_uses_the_current_metric_name(rendered):
         r["expr"] for g in alert_rules(rendered["production"])["groups"] for r in g["rules"]
     )
     assert "vllm:kv_cache_usage_perc" in exprs and "gpu_cache_usage_perc" not in exprs
+
+
+def test_feedback_cronjob_samples_and_pushes_nightly_as_non_root_with_the_key_from_a_secret():
+    objs = render(ROOT / "manifests/feedback")
+    cron = by_kind(objs, "CronJob")
+    assert cron["spec"]["schedule"] == "0 2 * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert policy_errors(cron) == []
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LABEL_STUDIO_API_KEY"]["valueFrom"]["secretKeyRef"]["name"]
+    assert "value" not in env["LABEL_STUDIO_API_KEY"]
+    script = by_kind(objs, "ConfigMap", "flywheel-feedback-script")["data"]["feedback.sh"]
+    assert "llmops feedback sample --logs" in script and "llmops feedback push" in script
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/logs"]["readOnly"] is True
+    # the policy does look inside a CronJob's pod template
+    broken = copy.deepcopy(cron)
+    broken["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = "x"
+    assert "image 'x' is not pinned" in "\n".join(policy_errors(broken))

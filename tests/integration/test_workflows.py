@@ -77,3 +77,23 @@ def test_gpu_jobs_never_run_for_forks_and_promotions_are_serialized_per_environm
     steps = " ".join(s.get("run", "") for s in train["jobs"]["release"]["steps"])
     assert "dvc push --run-cache" in steps and "llmops register" in steps
     assert "llmops promote staging --push" in steps
+
+
+def test_feedback_runs_on_its_schedules_and_every_step_is_a_cli_command():
+    wf = load("feedback")
+    crons = {s["cron"] for s in wf["on"]["schedule"]}
+    assert crons == {"0 2 * * *", "0 3 * * 1"}
+    sample, pull = wf["jobs"]["sample"], wf["jobs"]["pull"]
+    assert "0 2 * * *" in sample["if"] and "0 3 * * 1" in pull["if"]
+    assert "permissions" not in sample  # read-only: only the pull job writes (a branch, a PR)
+    assert pull["permissions"] == {"contents": "write", "pull-requests": "write"}
+    runs = {job: [s["run"] for s in wf["jobs"][job]["steps"] if "run" in s] for job in wf["jobs"]}
+    for job, steps in runs.items():
+        assert all(len(r.strip().splitlines()) <= 3 for r in steps), job
+    assert any("llmops feedback sample" in r for r in runs["sample"])
+    assert runs["sample"][-1] == ".venv/bin/llmops feedback push"
+    assert [r.split("--")[0].strip() for r in runs["pull"][-2:]] == [
+        ".venv/bin/llmops feedback pull",
+        ".venv/bin/llmops feedback propose",
+    ]
+    assert wf["concurrency"]["group"] == "feedback"
