@@ -7,11 +7,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import pytest
 
 from pipeline.config import BaseParams
 from pipeline.data.sample import generate
+from pipeline.processes import Processes, free_port, wait_http
 from pipeline.train.base import build_model, build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,43 +40,18 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.Compl
     return proc
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_server(cmd: list[str], env: dict, root: Path, probe: urllib.request.Request,
                    timeout: float, what: str, cwd: Path | None = None):  # fmt: skip
-    """Run `cmd` in its own process group (output in root/server.log) until `probe` answers
+    """Run `cmd` in its own process group (output in root/<what>.log) until `probe` answers
     200; stop the whole group on exit."""
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    procs = Processes(root)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(probe, timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{what} did not start:\n{(root / 'server.log').read_text()[-4000:]}"
-                )
-            time.sleep(0.5)
+        proc = procs.start(what, cmd, env=env, cwd=cwd)
+        wait_http(probe, proc, what, procs, timeout)
         yield
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        procs.stop()
 
 
 @contextlib.contextmanager

@@ -23,16 +23,12 @@ as Argo does. Prints a timeline; writes a JSON report. Exit: 0 Promoted, 1 Abort
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import io
 import itertools
 import json
-import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -58,15 +54,10 @@ from pipeline.deploy.analysis import (
 )
 from pipeline.io import UserError, read_jsonl, write_json
 from pipeline.paths import EVAL_FILE
+from pipeline.processes import Processes, free_port, wait_http
 
 NAMESPACE = "rehearsal"
 RESULT_CODES = {"Promoted": 0, "Aborted": 1, "Inconclusive": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -83,51 +74,6 @@ class Side:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-
-class Processes:
-    """Every process the rehearsal starts, each in its own process group, stopped on exit."""
-
-    def __init__(self, out: Path):
-        self.out, self.procs = out, []
-
-    def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
-        log = open(self.out / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append((name, proc, log))
-        return proc
-
-    def log_tail(self, name: str, n: int = 20) -> str:
-        lines = (self.out / f"{name}.log").read_text(errors="replace").splitlines()
-        return "\n".join(lines[-n:])
-
-    def stop(self) -> None:
-        for _, proc, _ in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for _, proc, log in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
-        self.procs = []
-
-
-def wait_http(url: str, proc: subprocess.Popen, name: str, procs: Processes, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise UserError(f"{name} did not start:\n{procs.log_tail(name)}")
-        time.sleep(0.3)
 
 
 # --- what is stable, what is the canary --------------------------------------------------

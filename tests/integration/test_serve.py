@@ -14,8 +14,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.deploy.rehearse import Processes, Side, prometheus_config, wait_http
+from pipeline.deploy.rehearse import Side, prometheus_config
 from pipeline.feedback.logs import read_logs
+from pipeline.processes import Processes, wait_http
 from pipeline.serve.metrics import E2E_BUCKETS, TTFT_BUCKETS
 
 from ..conftest import BIN, run
