@@ -179,9 +179,10 @@ class DriftParams:
     aggregate: Literal["max", "mean"] = "mean"  # over components
     ks_pvalue: float = 0.001  # drift when a component's Bonferroni-corrected KS p is below ...
     ks_statistic: float = 0.2  # ... and its KS statistic (effect size) above this
-    # fewer recent prompts: verdict "insufficient_data". PSI of a same-distribution sample
-    # is ~(bins - 1) / n by noise alone: 0.18 at n = 50 would cross 0.2 half the time
-    min_samples: int = 100
+    # fewer recent prompts: verdict "insufficient_data". PSI of a same-distribution sample is
+    # ~(bins - 1) / n from noise alone: on the sample notices, 100 prompts drew a mean PSI up
+    # to 0.19 against a 0.2 threshold, 200 prompts up to 0.12
+    min_samples: int = 200
     max_samples: int = 1000  # the most recent prompts compared
 
 
