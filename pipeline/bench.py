@@ -15,6 +15,8 @@ Every figure comes from running the real command here; nothing is typed by hand.
   base model (models/base, data/prepared of this checkout) on the GPU, precision from
   `train.precision` (auto: bf16); train_cuda_vs_cpu: the same training steps on this
   machine's CPU, for a ratio measured on one machine.
+- index_docs_per_s: the index stage's embedding + Chroma upsert of 1,000 generated notices
+  into an empty index (model loaded and warmed up first, as the stage's later batches are).
 """
 
 from __future__ import annotations
@@ -189,6 +191,22 @@ def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
     return out
 
 
+def bench_index(n: int = 1000) -> dict[str, float]:
+    import tempfile
+
+    from pipeline.config import IndexParams
+    from pipeline.data.index import build_index, embed, load_encoder
+    from pipeline.data.sample import generate
+
+    p = IndexParams()
+    encoder = load_encoder(p.model)
+    notices = generate(n)
+    embed(encoder, [n["body"] for n in notices[:16]])  # warm-up
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
+        summary = build_index(p, notices, [], Path(work), encoder)
+    return {"index_docs_per_s": summary["docs_per_s"], "index_docs": summary["embedded"]}
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     root = Path.cwd()
     skip = set(os.environ.get("BENCH_SKIP", "").split(","))
@@ -203,6 +221,9 @@ def main(args: argparse.Namespace | None = None) -> int:
         results.update(bench_eval(WORK / "repo"))
         print("bench: training throughput with packing off and on ...", flush=True)
         results.update(bench_packing(WORK / "repo"))
+    if "index" not in skip:
+        print("bench: embedding 1,000 notices into a fresh Chroma index ...", flush=True)
+        results.update(bench_index())
     if "cuda" not in skip and cuda_available():
         print("bench: training on the GPU, then the same steps on the CPU ...", flush=True)
         results.update(bench_cuda(root))
