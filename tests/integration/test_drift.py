@@ -6,9 +6,13 @@ distribution (prompts of other notices from the same generator), at most one is.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
 import subprocess
+import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -21,7 +25,7 @@ from pipeline.data.sample import generate
 from pipeline.feedback.drift import DRIFT, INSUFFICIENT, OK, compare, reference_embeddings
 from pipeline.feedback.logs import RequestLog
 
-from ..conftest import ROOT
+from ..conftest import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 P = DriftParams()
@@ -195,3 +199,48 @@ def test_cli_bad_input_exits_2(workdir, index_dir, capsys):
     write_log(workdir / "requests.jsonl", ["x"])
     assert drift(workdir / "no-index", "--logs", "requests.jsonl") == 2
     assert "dvc repro index" in capsys.readouterr().err
+
+
+@pytest.fixture
+def pushgateway(tmp_path):
+    """A real Pushgateway on 127.0.0.1 (Debian's prometheus-pushgateway, `make tools`)."""
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        pytest.skip("prometheus-pushgateway not installed (`make tools`)")
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address={url.removeprefix('http://')}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("pushgateway did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_cli_pushes_the_gauges_to_a_pushgateway(workdir, index_dir, other_pool, pushgateway):
+    write_log(workdir / "requests.jsonl", other_pool[0])
+    assert drift(index_dir, "--logs", "requests.jsonl", "--pushgateway", pushgateway) == 1
+    with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5) as resp:
+        scraped = resp.read().decode()
+    line = next(x for x in scraped.splitlines() if x.startswith("llm_data_drift_psi{"))
+    assert 'job="llm-data-drift"' in line and 'namespace="prod"' in line
+    assert float(line.split()[-1]) == pytest.approx(read(workdir / "metrics/drift.json")["psi"])
+
+
+def test_cli_unreachable_pushgateway_exits_2_and_keeps_the_files(workdir, index_dir, other_pool):
+    write_log(workdir / "requests.jsonl", other_pool[0])
+    gateway = f"http://127.0.0.1:{free_port()}"
+    assert drift(index_dir, "--logs", "requests.jsonl", "--pushgateway", gateway) == 2
+    assert read(workdir / "metrics/drift.json")["verdict"] == DRIFT
+    assert (workdir / "metrics/drift.prom").exists()
