@@ -137,11 +137,15 @@ def reference_embeddings(index_dir: Path) -> tuple[np.ndarray, str]:
 
 def recent_prompts(log_paths: list[str], max_samples: int) -> tuple[list[str], list[str]]:
     """(the newest `max_samples` prompts by `time`, the problems found); a bad line is
-    reported and skipped."""
-    from datetime import datetime
+    reported and skipped. A time without a zone is taken as UTC."""
+    from datetime import datetime, timezone
+
+    def when(record: dict) -> datetime:
+        t = datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
     records, errors = read_logs(log_paths)
-    records.sort(key=lambda r: datetime.fromisoformat(r["time"].replace("Z", "+00:00")))
+    records.sort(key=when)
     return [r["prompt"] for r in records[-max_samples:]], [str(e) for e in errors]
 
 
