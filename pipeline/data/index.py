@@ -206,8 +206,11 @@ def search(
     query: str, k: int, index_dir: Path = INDEX_DIR, encoder: SentenceTransformer | None = None
 ) -> list[dict]:
     """The `k` notices nearest to `query`: id, similarity (cosine) and metadata, best first."""
-    client = index_client(index_dir)
-    collection = client.get_collection(NOTICES)
+    if k < 1:
+        raise UserError(f"-k {k}: ask for at least one notice")
+    collection = indexed_collection(index_dir, NOTICES)
+    if collection.count() == 0:
+        return []
     encoder = encoder or load_encoder(collection.metadata["model"])
     found = collection.query(
         query_embeddings=embed(encoder, [query]),
@@ -222,11 +225,13 @@ def search(
     ]
 
 
-def index_client(index_dir: Path) -> ClientAPI:
-    """The client of an index that must exist already (search and drift read, never build)."""
-    if not (Path(index_dir) / "chroma.sqlite3").exists():
-        raise UserError(f"{index_dir}: no index here; build it with `dvc repro index`")
-    return open_client(index_dir)
+def indexed_collection(index_dir: Path, name: str) -> Collection:
+    """A collection of an index that must exist already (search and drift read, never build)."""
+    if (Path(index_dir) / "chroma.sqlite3").exists():
+        client = open_client(index_dir)
+        if name in {c.name for c in client.list_collections()}:
+            return client.get_collection(name)
+    raise UserError(f"{index_dir}: no `{name}` index here; build it with `dvc repro index`")
 
 
 def main_search(args) -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import DriftParams, load_params
-from pipeline.data.index import PROMPTS, embed, index_client, load_encoder
+from pipeline.data.index import PROMPTS, embed, indexed_collection, load_encoder
 from pipeline.feedback.logs import read_logs
 from pipeline.io import UserError, write_json
 from pipeline.paths import INDEX_DIR
@@ -128,7 +128,7 @@ def reference_embeddings(index_dir: Path) -> tuple[np.ndarray, str]:
     """(the training-prompt embeddings, the model that made them) from the index."""
     import numpy as np
 
-    collection = index_client(index_dir).get_collection(PROMPTS)
+    collection = indexed_collection(index_dir, PROMPTS)
     got = collection.get(include=["embeddings"])
     if len(got["ids"]) == 0:
         raise UserError(f"{index_dir}: the `{PROMPTS}` collection is empty; run `dvc repro index`")

@@ -84,6 +84,10 @@ def test_search_finds_the_notice_and_the_cli_prints_the_top_k(tmp_path, encoder,
 def test_search_without_an_index_says_how_to_build_it(tmp_path, capsys):
     assert cli(["search", "奖学金", "--index", str(tmp_path / "none")]) == 2
     assert "dvc repro index" in capsys.readouterr().err
+    open_client(tmp_path)  # a database without the collection
+    assert cli(["search", "奖学金", "--index", str(tmp_path)]) == 2
+    assert "no `notices` index" in capsys.readouterr().err
+    assert cli(["search", "奖学金", "-k", "0", "--index", str(tmp_path)]) == 2
 
 
 def test_dvc_repro_keeps_the_index_and_embeds_only_added_notices(tmp_path):
