@@ -23,6 +23,7 @@ tools:  ## system tools the tests call: promtool (Debian's prometheus) and kubec
 	@command -v promtool >/dev/null || { $(SUDO) apt-get install -y -q prometheus >/dev/null 2>&1 \
 	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q prometheus >/dev/null; }; }
 	@command -v kubectl >/dev/null || { echo "kubectl not found: install it (kustomize is built in)"; exit 1; }
+	@command -v prometheus-pushgateway >/dev/null || $(SUDO) apt-get install -y -q prometheus-pushgateway >/dev/null
 
 repro: setup  ## run the DVC pipeline (only what changed)
 	dvc repro

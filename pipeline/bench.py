@@ -20,6 +20,8 @@ Every figure comes from running the real command here; nothing is typed by hand.
   the same in analysis intervals; rehearsal_s: the whole rehearsal). BENCH_SKIP=rehearse.
 - dedup_docs_per_s (and per CPU second): exact + near-duplicate removal (dedup.py, with
   params.prepare's threshold, shingle size and hashes) over 20,000 generated notices.
+- index_docs_per_s: the index stage's embedding + Chroma upsert of 1,000 generated notices
+  into an empty index (model loaded and warmed up first, as the stage's later batches are).
 """
 
 from __future__ import annotations
@@ -238,6 +240,22 @@ def bench_dedup(n: int = 20_000) -> dict[str, float]:
     }
 
 
+def bench_index(n: int = 1000) -> dict[str, float]:
+    import tempfile
+
+    from pipeline.config import IndexParams
+    from pipeline.data.index import build_index, embed, load_encoder
+    from pipeline.data.sample import generate
+
+    p = IndexParams()
+    encoder = load_encoder(p.model)
+    notices = generate(n)
+    embed(encoder, [n["body"] for n in notices[:16]])  # warm-up
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
+        summary = build_index(p, notices, [], Path(work), encoder)
+    return {"index_docs_per_s": summary["docs_per_s"], "index_docs": summary["embedded"]}
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     root = Path.cwd()
     skip = set(os.environ.get("BENCH_SKIP", "").split(","))
@@ -257,6 +275,9 @@ def main(args: argparse.Namespace | None = None) -> int:
             "bench: canary rehearsal with 10% 5xx, first bad measurement -> abort ...", flush=True
         )
         results.update(bench_canary(WORK / "repo"))
+    if "index" not in skip:
+        print("bench: embedding 1,000 notices into a fresh Chroma index ...", flush=True)
+        results.update(bench_index())
     if "cuda" not in skip and cuda_available():
         print("bench: training on the GPU, then the same steps on the CPU ...", flush=True)
         results.update(bench_cuda(root))

