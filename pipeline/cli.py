@@ -167,7 +167,15 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
                     "help": "divide pauses, intervals and windows (default 30)",
                 },
             ),
-            (("--rate",), {"type": float, "default": 8.0, "help": "requests per second"}),
+            (("--rate",), {"type": float, "default": 24.0, "help": "requests per second"}),
+            (
+                ("--arg",),
+                {
+                    "action": "append",
+                    "metavar": "NAME=VALUE",
+                    "help": "set an analysis argument, e.g. max-latency-ratio=1.5 (repeatable)",
+                },
+            ),
             (
                 ("--min-window",),
                 {

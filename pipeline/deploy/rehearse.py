@@ -1,6 +1,7 @@
 """`llmops rehearse`: the Rollout's canary, rehearsed on this machine with a real Prometheus.
 
 Run: llmops rehearse [--env production] [--canary-fault error_rate=0.1] [--time-scale 30]
+        [--arg max-latency-ratio=1.5]
 
 What runs, all on 127.0.0.1 and all stopped at the end (also on Ctrl-C and on errors):
 - the stable model (the environment's release, fetched from its adapter URI and checked
@@ -47,6 +48,7 @@ from pipeline.deploy.analysis import (
     RunResult,
     find_template,
     metrics_of,
+    parse_args_list,
     resolve_args,
     run_analysis,
     seconds,
@@ -212,6 +214,7 @@ class Rehearsal:
     env: str
     time_scale: float
     min_window_s: float
+    overrides: dict[str, str] = field(default_factory=dict)  # --arg: template args, forced
     events: list[dict] = field(default_factory=list)
     analyses: list[dict] = field(default_factory=list)
     first_bad_s: float | None = None
@@ -275,7 +278,7 @@ def run_templates(objs, spec: dict, stable: Side, canary: Side, prom: str, r: Re
                   kind: str, stop: threading.Event) -> RunResult:  # fmt: skip
     """One AnalysisRun of every template the step names (Argo merges them into one run)."""
     metrics, names = [], []
-    given = step_args(spec.get("args", []), stable, canary)
+    given = {**step_args(spec.get("args", []), stable, canary), **r.overrides}
     for ref in spec.get("templates", []):
         template = find_template(objs, ref["templateName"], f"overlay {r.env}")
         declared = {a["name"] for a in template["spec"].get("args", [])}
@@ -384,7 +387,13 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
     promoted = (record.get("model") or {}).get("adapter", {}).get("sha256") == canary_sha
     stable_record = previous_record(env) if promoted else record
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))  # under out: findable, removed
-    r = Rehearsal(env, args.time_scale, args.min_window)
+    overrides = parse_args_list(args.arg)
+    declared = {a["name"] for o in objs if o.get("kind") == "AnalysisTemplate"
+                for a in o["spec"].get("args", [])}  # fmt: skip
+    if set(overrides) - declared:
+        unknown = ", ".join(sorted(set(overrides) - declared))
+        raise UserError(f"--arg {unknown}: no AnalysisTemplate of {env} declares it")
+    r = Rehearsal(env, args.time_scale, args.min_window, overrides)
     procs = Processes(out)
     try:
         if args.stable:
