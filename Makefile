@@ -19,22 +19,24 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP)  ## create .venv with the pinned dependencies
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-tools:  ## system tools the tests call: promtool (Debian's prometheus) and kubectl
-	@command -v promtool >/dev/null || { $(SUDO) apt-get install -y -q prometheus >/dev/null 2>&1 \
-	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q prometheus >/dev/null; }; }
+tools:  ## system tools the tests call: Debian's prometheus (+ promtool), its pushgateway, kubectl
+	@missing=""; command -v promtool >/dev/null || missing="prometheus"; \
+	  command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	  [ -z "$$missing" ] || $(SUDO) apt-get install -y -q $$missing >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $$missing >/dev/null; }
 	@command -v kubectl >/dev/null || { echo "kubectl not found: install it (kustomize is built in)"; exit 1; }
-	@command -v prometheus-pushgateway >/dev/null || $(SUDO) apt-get install -y -q prometheus-pushgateway >/dev/null
 
 repro: setup  ## run the DVC pipeline (only what changed)
 	dvc repro
 
-demo: setup  ## the whole loop on the embedded default, then a summary table
+demo: setup tools  ## the whole loop on the embedded default: summary, release, canary rehearsal
 	dvc repro
 	dvc push --quiet
 	llmops register
 	llmops promote staging
 	llmops summary
 	llmops status staging
+	llmops rehearse --env staging --arg max-latency-ratio=2
 
 test: setup tools labelstudio  ## everything CI runs
 	pytest

@@ -261,3 +261,23 @@ def test_analyze_exit_codes_against_a_real_prometheus(server, tmp_path):
     assert codes == {"fails": 1, "no-data": 2, "broken": 3}
     missing = analyze("fails")
     assert missing.returncode == 2 and "no value for argument(s) hash" in missing.stderr
+
+
+def test_feedback_sample_reads_its_logs_and_asks_it_for_the_challenger_answer(server):
+    url, out, _ = server
+    for i in range(3):
+        body = {"messages": [{"role": "user", "content": f"{PROMPT}（{i}）"}], "max_tokens": 6}
+        assert post(f"{url}/v1/chat/completions", body)[0] == 200
+    from pipeline.config import FeedbackParams
+    from pipeline.feedback.sample import from_endpoint, from_log, sample
+
+    def champion(records):  # the logged answer, marked different so no pair is dropped
+        return [(f"旧：{a}", v) for a, v in from_log(records)]
+
+    tasks, summary = sample([out / "requests.jsonl"], 3, FeedbackParams(), champion,
+                            from_endpoint(url, 6))  # fmt: skip
+    assert summary["bad_lines"] == 0 and len(tasks) == 3
+    for t in tasks:
+        challenger = t["left"] if t["left_model"].startswith("challenger") else t["right"]
+        assert not challenger.startswith("旧：")
+        assert {t["left_model"], t["right_model"]} == {"champion:7", "challenger:tiny"}
