@@ -240,3 +240,71 @@ def test_prepare_rejects_bad_instruction_rows_with_file_line_and_rule(tmp_path):
     (tmp_path / "x.jsonl").write_bytes(lines(good, good | {"output": 3}))
     with pytest.raises(DataError, match=r"x.jsonl:2: `output` is required"):
         load_raw(tmp_path)
+
+
+# --- the last good outputs survive a failed `dvc repro` ---------------------------------------
+INSTRUCT = {"kind": "instruction", "id": "x-1", "instruction": "问", "input": "", "output": "答"}
+RAW_BAD = [
+    ("invalid JSON", lines(INSTRUCT, "{oops"), 2, "invalid JSON"),
+    ("GBK", lines(INSTRUCT) + j(INSTRUCT | {"id": "x-2", "output": "答案"}).encode("gbk"), 2,
+     "encoding: not UTF-8"),
+    ("missing field", lines(INSTRUCT | {"output": None}), 1, "`output` is required"),
+    ("wrong type", lines(INSTRUCT | {"input": 5}), 1, "`input` must be a string or null"),
+    ("duplicate of a shipped id", lines(INSTRUCT | {"id": NOTICE["id"]}), 1, "duplicate id"),
+    ("eval/train leakage", lines(INSTRUCT, INSTRUCT | {"id": "x-2"}), 2, "eval/train leakage"),
+    ("oversize row", lines(INSTRUCT | {"output": "长" * 100_001}), 1, "more than 100000"),
+    ("NUL character", lines(INSTRUCT | {"output": "a\u0000b"}), 1, "NUL character"),
+    ("script injection", lines(INSTRUCT | {"input": "<script>x()</script>"}), 1, "HTML script"),
+    ("unknown category", lines(NOTICE | {"id": "n-1", "category": "体育"}), 1,
+     "`category` '体育' is not one of"),
+    ("unparseable date", lines(NOTICE | {"id": "n-1", "publish_date": "下周一"}), 1,
+     "`publish_date` '下周一' is not an ISO date"),
+]  # fmt: skip
+
+
+def _outputs(repo) -> dict[str, bytes]:
+    files = [*sorted((repo / "data/prepared").glob("*")), *sorted((repo / "metrics").glob("*"))]
+    return {str(f.relative_to(repo)): f.read_bytes() for f in files}
+
+
+@pytest.fixture(scope="module")
+def prepared_repo(tmp_path_factory):
+    """A scratch copy in which `dvc repro prepare validate` ran, its outputs committed."""
+    from pipeline.scratch import copy_repo
+    from tests.conftest import run
+
+    repo = copy_repo(ROOT, tmp_path_factory.mktemp("dataadd") / "repo", from_nothing=True)
+    run(["dvc", "repro", "prepare", "validate"], cwd=repo)
+    run(["git", "add", "-A"], cwd=repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "good"], cwd=repo)
+    good = _outputs(repo)
+    assert {"data/prepared/train.jsonl", "metrics/prepare.json", "metrics/validate.json"} <= set(
+        good
+    )
+    return repo, good
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case, data, line, rule", RAW_BAD, ids=[c[0] for c in RAW_BAD])
+def test_a_bad_raw_file_fails_dvc_repro_and_the_last_good_outputs_stay(
+    prepared_repo, case, data, line, rule
+):
+    """Dropped into data/raw, each bad file fails `dvc repro prepare` with file:line: rule;
+    once it is removed, `dvc checkout` brings back byte-identical outputs (DVC deletes a
+    stage's outputs before running it; dvc.lock still names the good ones) and nothing reruns."""
+    from tests.conftest import run
+
+    repo, good = prepared_repo
+    bad = repo / "data/raw/zz-added.jsonl"
+    bad.write_bytes(data)
+    try:
+        proc = run(["dvc", "repro", "prepare"], cwd=repo, check=False)
+    finally:
+        bad.unlink()
+    assert proc.returncode != 0
+    assert f"data/raw/zz-added.jsonl:{line}: " in proc.stderr and rule in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    run(["dvc", "checkout", "prepare"], cwd=repo)
+    run(["git", "checkout", "--", "metrics"], cwd=repo)
+    assert _outputs(repo) == good
+    assert "Running stage" not in run(["dvc", "repro", "prepare", "validate"], cwd=repo).stdout
