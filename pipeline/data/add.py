@@ -347,7 +347,10 @@ def convert(
         listed = "\n".join(map(str, errors[:50]))
         more = f"\n... and {len(errors) - 50} more" if len(errors) > 50 else ""
         raise DataError(
-            path, None, f"{len(errors)} bad record(s), nothing written:\n{listed}{more}"
+            path,
+            None,
+            f"{len(errors)} bad record(s), nothing written:\n{listed}{more}\n"
+            "fix or drop these records and run `llmops data add` again",
         )
     return fmt or "jsonl", rows
 
@@ -387,9 +390,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"{out} exists: pass --replace to replace it, or --name to add beside it")
     fmt, rows = convert(path, fmt, name, args.category, limits, _existing(out.parent, skip=out))
     write_jsonl(out, rows)
-    kind = "preference pairs" if fmt == "prefs" else "rows"
     print(
-        f"data add: {len(rows)} {fmt} records from {path} -> {out} ({kind}); "
+        f"data add: {len(rows)} {fmt} records from {path} -> {out}; "
         "run `dvc repro` to train on them, and commit the file"
     )
     return 0

@@ -308,3 +308,33 @@ def test_a_bad_raw_file_fails_dvc_repro_and_the_last_good_outputs_stay(
     run(["git", "checkout", "--", "metrics"], cwd=repo)
     assert _outputs(repo) == good
     assert "Running stage" not in run(["dvc", "repro", "prepare", "validate"], cwd=repo).stdout
+
+
+@pytest.mark.integration
+def test_added_data_goes_through_dvc_repro_into_its_own_task_and_slices(tmp_path):
+    """`llmops data add` then `dvc repro prepare validate`: the rows become `instruct` records
+    in both splits, validation passes, and the notices' records are unchanged."""
+    from pipeline.scratch import copy_repo
+    from tests.conftest import BIN, run
+
+    repo = copy_repo(ROOT, tmp_path / "repo", from_nothing=True)
+    run(["dvc", "repro", "prepare"], cwd=repo)
+    notices_only = (repo / "data/prepared/train.jsonl").read_bytes()
+    mine = tmp_path / "faq.json"
+    mine.write_text(j([alpaca(i, task="翻译") for i in range(30)]), encoding="utf-8")
+    added = run([str(BIN / "llmops"), "data", "add", str(mine)], cwd=repo)
+    assert "data add: 30 alpaca records" in added.stdout
+    assert (repo / "data/raw/faq.jsonl").exists()
+    proc = run(["dvc", "repro", "prepare", "validate"], cwd=repo)
+    assert "30 instruction rows included" in proc.stdout and "validate: passed" in proc.stdout
+    records = [
+        json.loads(line)
+        for name in ("train", "eval")
+        for line in (repo / f"data/prepared/{name}.jsonl").read_text().splitlines()
+    ]
+    instruct = [r for r in records if r["task"] == "instruct"]
+    assert len(instruct) == 30 and {(r["category"], r["source"]) for r in instruct} == {
+        ("翻译", "faq")
+    }
+    train = (repo / "data/prepared/train.jsonl").read_bytes()
+    assert train.startswith(notices_only)  # added records come after the notices' own
