@@ -118,7 +118,18 @@ def read_items(path: Path) -> tuple[list[tuple[int, object]], list[DataError]]:
                 items.append((line, json.loads(raw)))
             except json.JSONDecodeError as exc:
                 errors.append(DataError(path, line, f"invalid JSON: {exc.msg}"))
+    if errors and text.lstrip().startswith("{") and _parses(text):
+        rule = "one JSON object over several lines: write a JSON array, or one record per line"
+        raise DataError(path, 1, rule)
     return items, errors
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def unwrap(item: object) -> dict:

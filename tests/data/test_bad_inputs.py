@@ -40,6 +40,8 @@ BAD = [
      "invalid JSON"),
     ("invalid JSON inside an array", f"[\n{j(alpaca(1))},\n\n{{oops}}\n]".encode(), None, 4,
      "invalid JSON"),
+    ("one object over several lines", json.dumps({"data": [alpaca(1)]}, indent=2).encode(),
+     None, 1, "one JSON object over several lines"),
     ("missing output", lines(alpaca(1), alpaca(2, output=None)), None, 2,
      "`output` is required"),
     ("missing instruction and input", lines({"instruction": "", "output": "x"}), None, 1,
