@@ -194,6 +194,24 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
     (("bench",), "pipeline.bench:main", "measure speed figures -> bench/results.json", []),
     (("data", "sample"), "pipeline.data.sample:main", "regenerate the shipped sample notices", []),
     (
+        ("data", "add"),
+        "pipeline.data.add:main",
+        "bring your own data: instruction or preference file -> data/raw or data/feedback",
+        [
+            (("file",), {"help": "JSON array or JSON Lines file"}),
+            (
+                ("--format",),
+                {
+                    "choices": ["alpaca", "sharegpt", "openai", "jsonl", "prefs"],
+                    "help": "default: told from the first record's fields",
+                },
+            ),
+            (("--name",), {"help": "output file name (default: the input file's stem)"}),
+            (("--category",), {"help": "slice for records without category/task field"}),
+            (("--replace",), {"action": "store_true", "help": "replace an earlier add"}),
+        ],
+    ),
+    (
         ("ingest",),
         "pipeline.data.ingest:main",
         "stage: crawl params.ingest.sites into data/raw",

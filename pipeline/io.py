@@ -89,20 +89,22 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
 def iter_jsonl(path: Path, errors: list[DataError] | None = None) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object). A blank line is skipped; a bad one raises DataError, or,
     when `errors` is given, is appended there and skipped so every problem can be reported."""
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as fh:  # bytes, so a line that is not UTF-8 is named, not a crash
+        for lineno, raw in enumerate(fh, start=1):
             try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                if not line.strip():
+                    continue
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
                     raise DataError(path, lineno, "each line must be a JSON object")
-            except (json.JSONDecodeError, DataError) as exc:
-                err = (
-                    exc
-                    if isinstance(exc, DataError)
-                    else DataError(path, lineno, f"invalid JSON: {exc.msg}")
-                )
+            except (UnicodeDecodeError, json.JSONDecodeError, DataError) as exc:
+                if isinstance(exc, DataError):
+                    err = exc
+                elif isinstance(exc, UnicodeDecodeError):
+                    err = DataError(path, lineno, "encoding: not UTF-8 (GBK?); convert the file")
+                else:
+                    err = DataError(path, lineno, f"invalid JSON: {exc.msg}")
                 if errors is None:
                     raise err from None
                 errors.append(err)

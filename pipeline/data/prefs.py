@@ -106,6 +106,21 @@ def load_pairs(path: Path) -> list[dict]:
     return pairs
 
 
+def load_feedback(feedback_dir: Path) -> list[dict]:
+    """The pairs of every data/feedback/*.jsonl (prefs.jsonl and each `llmops data add`ed
+    set), in file name order; an id in two files is an error, as it is within one."""
+    pairs, where = [], {}
+    for path in sorted(Path(feedback_dir).glob("*.jsonl")):
+        for pair in load_pairs(path):
+            if pair["id"] in where:
+                raise DataError(
+                    path, None, f"duplicate id {pair['id']!r} (also in {where[pair['id']]})"
+                )
+            where[pair["id"]] = path
+            pairs.append(pair)
+    return pairs
+
+
 def _shift_date(text: str, days: int) -> str | None:
     """`text` with its Chinese date moved by `days` (None if it holds no date)."""
     import datetime as dt

@@ -16,6 +16,10 @@ numbers (pipeline/data/pii.py), and de-duplicated, exactly and by MinHash LSH
 near-duplicates a train notice and adding later notices never drops or moves an existing
 one. metrics/prepare.json counts what was scrubbed and removed; metrics/dedup.json lists each
 cluster's member ids.
+
+Instruction rows (`llmops data add`) become one `instruct` record each, after the notices'
+records: normalised and scrubbed like notices, split by the same hash of their id, with their
+dataset's category and source kept for the evaluation slices.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pipeline.config import PrepareParams, load_params
 from pipeline.data.clean import normalize
 from pipeline.data.dedup import dedup
 from pipeline.data.pii import PLACEHOLDERS, scrub
-from pipeline.data.schema import load_notices
+from pipeline.data.schema import INSTRUCT_TASK, load_raw
 from pipeline.io import run_stage, write_json, write_jsonl
 from pipeline.paths import (
     DEDUP_REPORT,
@@ -156,6 +160,31 @@ def prepare(p: PrepareParams, notices: list[dict]) -> tuple[list[dict], list[dic
     return train, evals, pretrain
 
 
+def instruction_records(p: PrepareParams, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(train, eval) `instruct` records for raw instruction rows, cleaned like notices."""
+    train, evals = [], []
+    for r in rows:
+        text = {}
+        for key in ("system", "instruction", "input", "output"):
+            text[key] = normalize(r.get(key) or "")
+            if p.scrub_pii and text[key]:
+                text[key] = scrub(text[key], p.student_number_pattern or None)[0]
+        user = text["instruction"] + (f"\n{text['input']}" if text["input"] else "")
+        system = [{"role": "system", "content": text["system"]}] if text["system"] else []
+        record = {
+            "id": f"{r['id']}:{INSTRUCT_TASK}",
+            "notice_id": r["id"],
+            "task": INSTRUCT_TASK,
+            "category": r.get("category") or "general",
+            "source": r.get("source") or "unknown",
+            "prompt": [*system, {"role": "user", "content": user}],
+            "completion": [{"role": "assistant", "content": text["output"]}],
+        }
+        split = split_of(r["id"], p.split_salt, p.eval_fraction)
+        (evals if split == "eval" else train).append(record)
+    return train, evals
+
+
 def summarize(train: list[dict], evals: list[dict]) -> dict:
     def counts(rows: list[dict], key: str) -> dict:
         return dict(sorted(Counter(r[key] for r in rows).items()))
@@ -178,9 +207,11 @@ def summarize(train: list[dict], evals: list[dict]) -> dict:
 
 def main() -> int:
     params = load_params()
-    raw = load_notices(RAW_DIR)
+    raw, instructions = load_raw(RAW_DIR)
     notices, cleaning, clusters = clean_notices(params.prepare, raw)
     train, evals, pretrain = prepare(params.prepare, notices)
+    extra_train, extra_eval = instruction_records(params.prepare, instructions)
+    train, evals = train + extra_train, evals + extra_eval
     write_jsonl(TRAIN_FILE, train)
     write_jsonl(EVAL_FILE, evals)
     write_jsonl(PRETRAIN_FILE, pretrain)
@@ -198,6 +229,7 @@ def main() -> int:
         f"prepare: {len(notices)} notices -> {len(train)} train / {len(evals)} eval records "
         f"({summary['train']['notices']}/{summary['eval']['notices']} notices), "
         f"{len(pretrain)} pre-training texts"
+        + (f"; {len(instructions)} instruction rows included" if instructions else "")
     )
     return 0
 

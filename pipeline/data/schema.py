@@ -1,4 +1,9 @@
-"""The raw notice schema and its per-record rules, shared by `prepare` and `validate`."""
+"""The raw schema and its per-record rules, shared by `prepare` and `validate`.
+
+data/raw/*.jsonl holds two kinds of rows: notices (the shipped sample, crawled pages) and
+instruction rows (`"kind": "instruction"`, written by `llmops data add`), which `prepare`
+turns into records of the `instruct` task.
+"""
 
 from __future__ import annotations
 
@@ -56,13 +61,29 @@ def check_notice(n: dict, min_body_chars: int = 1, max_body_chars: int = 100_000
 
 
 def load_notices(raw_dir: Path) -> list[dict]:
-    """Every notice from raw_dir/*.jsonl in a stable order; the first file:line that breaks
-    the schema raises DataError (with the count of further problems)."""
-    notices, problems = [], []
+    """Every notice from raw_dir/*.jsonl in a stable order (instruction rows left out)."""
+    return load_raw(raw_dir)[0]
+
+
+def load_raw(raw_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(notices, instruction rows) from raw_dir/*.jsonl in a stable order; the first file:line
+    that breaks the schema raises DataError (with the count of further problems)."""
+    notices, instructions, problems = [], [], []
+    first_seen: dict[str, str] = {}
     for path in sorted(Path(raw_dir).glob("*.jsonl")):
         for lineno, n in iter_jsonl(path):
-            problems += [(path, lineno, rule) for rule in check_notice(n)]
-            notices.append(n)
+            problems += [(path, lineno, rule) for rule in check_row(n)]
+            if isinstance(n.get("id"), str) and n["id"] in first_seen:
+                rule = f"duplicate id {n['id']!r} (first at {first_seen[n['id']]})"
+                problems.append((path, lineno, rule))
+            elif isinstance(n.get("id"), str):
+                first_seen[n["id"]] = f"{path}:{lineno}"
+            if is_instruction(n) and (key := prompt_key(n)) in first_seen:
+                rule = f"eval/train leakage: the same prompt as {first_seen[key]} under another id"
+                problems.append((path, lineno, rule))
+            elif is_instruction(n):
+                first_seen[key] = f"{path}:{lineno}"
+            (instructions if is_instruction(n) else notices).append(n)
     if problems:
         path, lineno, rule = problems[0]
         more = (
@@ -71,4 +92,57 @@ def load_notices(raw_dir: Path) -> list[dict]:
             else ""
         )
         raise DataError(path, lineno, rule + more)
-    return notices
+    return notices, instructions
+
+
+# --- instruction rows -------------------------------------------------------------------
+INSTRUCTION = "instruction"  # the `kind` of an instruction row
+INSTRUCT_TASK = "instruct"  # the task prepare gives their records
+INSTRUCTION_REQUIRED = ("id", "instruction", "output")
+INSTRUCTION_OPTIONAL = ("input", "system", "category", "source")
+# markup that would run in a browser showing the data (a labelling tool, a report)
+SCRIPT = re.compile(r"<\s*script\b|\bjavascript\s*:|<[^>]*\son[a-z]+\s*=", re.IGNORECASE)
+
+
+def is_instruction(row: dict) -> bool:
+    return row.get("kind") == INSTRUCTION
+
+
+def prompt_key(r: dict) -> str:
+    """What an instruction row asks, whitespace-insensitive: two ids asking the same thing
+    could land in both splits."""
+    text = "\n".join(str(r.get(k) or "") for k in ("system", "instruction", "input"))
+    return "prompt:" + " ".join(text.split())
+
+
+def check_instruction(r: dict, max_chars: int = 100_000) -> list[str]:
+    """Rules broken by one raw instruction row (empty if it is fine)."""
+    broken = []
+    for key in INSTRUCTION_REQUIRED:
+        if not isinstance(r.get(key), str) or not r[key].strip():
+            broken.append(f"`{key}` is required and must be a non-empty string")
+    for key in INSTRUCTION_OPTIONAL:
+        if r.get(key) is not None and not isinstance(r[key], str):
+            broken.append(f"`{key}` must be a string or null")
+    if broken:
+        return broken
+    texts = {key: r.get(key) or "" for key in ("instruction", "input", "output", "system")}
+    size = sum(map(len, texts.values()))
+    if size > max_chars:
+        broken.append(
+            f"row has {size} characters of text, more than {max_chars} "
+            "(params.yaml:validate.max_body_chars)"
+        )
+    for key, text in texts.items():
+        if "\x00" in text:
+            broken.append(f"`{key}` contains a NUL character")
+        if SCRIPT.search(text):
+            broken.append(f"`{key}` contains HTML script (<script>, on*= or javascript:)")
+    return broken
+
+
+def check_row(row: dict, min_body_chars: int = 1, max_body_chars: int = 100_000) -> list[str]:
+    """Rules broken by one raw row of either kind."""
+    if is_instruction(row):
+        return check_instruction(row, max_body_chars)
+    return check_notice(row, min_body_chars, max_body_chars)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.config import TASKS, ValidateParams, load_params
-from pipeline.data.schema import CATEGORIES, check_notice
+from pipeline.data.schema import CATEGORIES, INSTRUCT_TASK, check_row, is_instruction
 from pipeline.io import DataError, iter_jsonl, run_stage, write_json
 from pipeline.paths import EVAL_FILE, RAW_DIR, TRAIN_FILE, VALIDATE_METRICS
 
@@ -37,7 +37,7 @@ def validate_raw(files: list[Path], p: ValidateParams) -> tuple[list[Violation],
     for path in files:
         errors: list[DataError] = []
         for lineno, n in iter_jsonl(path, errors):
-            for rule in check_notice(n, p.min_body_chars, p.max_body_chars):
+            for rule in check_row(n, p.min_body_chars, p.max_body_chars):
                 violations.append(Violation(str(path), lineno, rule))
             nid = n.get("id")
             if isinstance(nid, str) and nid in first_seen:
@@ -45,7 +45,8 @@ def validate_raw(files: list[Path], p: ValidateParams) -> tuple[list[Violation],
                 violations.append(Violation(str(path), lineno, rule))
             elif isinstance(nid, str):
                 first_seen[nid] = f"{path}:{lineno}"
-            per_category[n.get("category")] += 1
+            if not is_instruction(n):  # the notice categories' minimum counts notices only
+                per_category[n.get("category")] += 1
         violations += [Violation(e.path, e.line, e.rule) for e in errors]
     for category in CATEGORIES:
         if per_category[category] < p.min_notices_per_category:
@@ -77,7 +78,7 @@ def validate_prepared(train_file: Path, eval_file: Path, p: ValidateParams) -> l
             continue
         errors: list[DataError] = []
         for lineno, r in iter_jsonl(path, errors):
-            if r.get("task") not in TASKS:
+            if r.get("task") not in (*TASKS, INSTRUCT_TASK):
                 violations.append(Violation(str(path), lineno, f"unknown task {r.get('task')!r}"))
             for key in ("prompt", "completion"):
                 if not _messages_ok(r.get(key)):

@@ -89,6 +89,10 @@ def task_metrics(task: str, predictions: list[str], references: list[str]) -> di
         out["rouge_l"] = rouge_l(predictions, references)
         out["bleu"] = bleu(predictions, references)
         out["chrf"] = chrf(predictions, references)
+    elif task == "instruct":  # added instruction data (llmops data add): free-form answers
+        out["exact_match"] = exact_match(predictions, references)
+        out["rouge_l"] = rouge_l(predictions, references)
+        out["chrf"] = chrf(predictions, references)
     return {k: round(v, 4) for k, v in out.items()}
 
 

@@ -1,4 +1,4 @@
-"""Preference tuning: models/sft + data/feedback/prefs.jsonl -> models/adapter/.
+"""Preference tuning: models/sft + data/feedback/*.jsonl -> models/adapter/.
 
 Run: dvc repro dpo   (or: llmops dpo)
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import DpoParams, Params, PrepareParams, TrainParams, load_params
-from pipeline.data.prefs import load_pairs
+from pipeline.data.prefs import load_feedback
 from pipeline.data.prepare import split_of
 from pipeline.io import read_json_object, run_stage, write_json
 from pipeline.modeling import answer_nll, is_adapter, load_model, load_tokenizer
@@ -34,7 +34,7 @@ from pipeline.paths import (
     CHECKPOINT_DIR,
     DPO_CURVE,
     DPO_METRICS,
-    PREFS_FILE,
+    FEEDBACK_DIR,
     SFT_DIR,
     TRAIN_METRICS,
 )
@@ -212,7 +212,7 @@ def main() -> int:
     params = load_params()
     if params.dpo.enabled and (status := relaunch(params.train, "pipeline.train.dpo")) is not None:
         return status
-    pairs = load_pairs(PREFS_FILE)
+    pairs = load_feedback(FEEDBACK_DIR)
     train_pairs, held_out = split_pairs(pairs, params.prepare)
     if not is_main_process():  # a worker of a distributed run: rank 0 tracks and writes
         dpo(params.dpo, params.train, BASE_DIR, SFT_DIR, train_pairs, held_out,
