@@ -52,6 +52,12 @@ class ValidateParams:
     max_body_chars: int = 2000
     min_notices_per_category: int = 20
     min_eval_records_per_task: int = 10
+    # language: CJK characters over CJK + Latin letters in a notice body
+    min_chinese_share: float = 0.5
+    # prompt + completion in estimated tokens (no tokenizer yet: see pipeline/data/validate.py);
+    # keep the maximum at or under train.max_length, which truncates longer records
+    min_record_tokens: int = 4
+    max_record_tokens: int = 384
 
 
 @dataclass(frozen=True)

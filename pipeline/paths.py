@@ -55,6 +55,7 @@ CHAMPION_DIR = Path("champion")
 CHAMPION_PREDICTIONS = CHAMPION_DIR / "predictions.jsonl"
 
 REPORTS_DIR = Path("reports")
+VALIDATE_DOCS = REPORTS_DIR / "validate"  # Great Expectations data docs (HTML)
 
 # `llmops feedback sample` writes the drawn tasks here and `push` reads them: a hand-over
 # between two commands, not a pipeline input (data/feedback is, and would retrain on change)
