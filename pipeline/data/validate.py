@@ -119,7 +119,10 @@ def record_rows(
             raise DataError(path, None, "missing: run `dvc repro prepare` first")
         errors: list[DataError] = []
         for lineno, r in iter_jsonl(path, errors):
-            prompt, completion = _messages_text(r.get("prompt")), _messages_text(r.get("completion"))
+            prompt, completion = (
+                _messages_text(r.get("prompt")),
+                _messages_text(r.get("completion")),
+            )
             text = f"{prompt or ''}\n{completion or ''}"
             found = scrub(text, prep.student_number_pattern or None)[1] if prep.scrub_pii else {}
             rows.append(
@@ -153,7 +156,9 @@ def _add_leakage(rows: list[dict], notices: list[dict], prep: PrepareParams) -> 
     train_sets = shingle_sets(train_texts, prep.shingle_size)
     similarity: dict[str, float | None] = {}
     for nid, grams in zip(
-        eval_ids, shingle_sets([texts.get(i, "") for i in eval_ids], prep.shingle_size)
+        eval_ids,
+        shingle_sets([texts.get(i, "") for i in eval_ids], prep.shingle_size),
+        strict=True,
     ):
         known = nid in texts and train_sets
         similarity[nid] = max(jaccard(grams, t) for t in train_sets) if known else None
@@ -189,9 +194,12 @@ def build_tables(
 def suite(p: ValidateParams, prep: PrepareParams) -> dict[str, list]:
     """The expectations per table, each with a description saying what it protects."""
     import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
 
     def d(text: str) -> dict:
         return {"description": text}
+
+    parsed = Column("json_object") == True  # noqa: E712 (builds a GX condition)
 
     notices = [
         gxe.ExpectColumnValuesToBeInSet(
@@ -204,8 +212,7 @@ def suite(p: ValidateParams, prep: PrepareParams) -> dict[str, list]:
         *[
             gxe.ExpectColumnValuesToNotBeNull(
                 column=key,
-                row_condition="json_object == True",  # a broken line is reported once, above
-                condition_parser="pandas",
+                row_condition=parsed,  # a line that is not JSON is reported once, above
                 **d(f"`{key}` is a non-empty string on every notice"),
             )
             for key in REQUIRED
@@ -239,8 +246,7 @@ def suite(p: ValidateParams, prep: PrepareParams) -> dict[str, list]:
         ),
         gxe.ExpectColumnValuesToNotBeNull(
             column="deadline_or_location",
-            row_condition="json_object == True",
-            condition_parser="pandas",
+            row_condition=parsed,
             **d("a notice states a deadline or a location"),
         ),
         gxe.ExpectColumnValuesToBeBetween(
@@ -295,7 +301,9 @@ def suite(p: ValidateParams, prep: PrepareParams) -> dict[str, list]:
             gxe.ExpectColumnValuesToBeBetween(
                 column="eval_records",
                 min_value=p.min_eval_records_per_task,
-                **d("minimum eval records per task (params.yaml:validate.min_eval_records_per_task)"),
+                **d(
+                    "minimum eval records per task (params.yaml:validate.min_eval_records_per_task)"
+                ),
             )
         ],
     }
