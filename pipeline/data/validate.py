@@ -77,7 +77,9 @@ def notice_rows(files: list[Path]) -> tuple[list[dict], list[dict]]:
         errors: list[DataError] = []
         for lineno, n in iter_jsonl(path, errors):
             notices.append(n)
-            row = {key: _text(n.get(key)) for key in n if key in REQUIRED or key in OPTIONAL}
+            # an absent optional field is null; an absent required one fails the schema
+            row = dict.fromkeys(OPTIONAL) | {key: _text(n[key]) for key in n if key in REQUIRED}
+            row |= {key: _text(n.get(key)) for key in OPTIONAL}
             body, deadline, location = row.get("body"), row.get("deadline"), row.get("location")
             wrong = [k for k in OPTIONAL if n.get(k) is not None and not isinstance(n[k], str)]
             row |= {
@@ -202,6 +204,7 @@ def suite(p: ValidateParams, prep: PrepareParams) -> dict[str, list]:
     parsed = Column("json_object") == True  # noqa: E712 (builds a GX condition)
 
     notices = [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, **d("data/raw holds notices")),
         gxe.ExpectColumnValuesToBeInSet(
             column="json_object", value_set=[True], **d("every line is a JSON object")
         ),
@@ -316,6 +319,17 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
+def _errors(info: dict | None) -> list[str]:
+    """The exception messages in a GX result's exception_info: one dict, or one per metric
+    (a column that does not exist fails that way)."""
+    if not info:
+        return []
+    if "raised_exception" in info:
+        return [str(info["exception_message"])] if info["raised_exception"] else []
+    found = {v.get("exception_message") for v in info.values() if isinstance(v, dict)}
+    return sorted(str(m) for m in found if m)
+
+
 def _outcome(table: str, r: Any) -> dict:
     """One expectation's verdict, with up to EXAMPLES offending rows."""
     config = r.expectation_config
@@ -329,8 +343,11 @@ def _outcome(table: str, r: Any) -> dict:
     }
     if r.success:
         return out
-    if r.exception_info and r.exception_info.get("raised_exception"):
-        out["error"] = str(r.exception_info.get("exception_message"))
+    errors = _errors(r.exception_info)
+    if config.type == "expect_column_to_exist":
+        out["error"] = f"no row has `{column}`"
+    elif errors:
+        out["error"] = "; ".join(errors)
     elif not result.get("unexpected_index_list") and "observed_value" in result:
         out["observed_value"] = _plain(result["observed_value"])
     for key in ("unexpected_count", "element_count"):
@@ -368,7 +385,9 @@ def run_suite(tables: dict[str, Any], expectations: dict[str, list], docs_dir: P
             batch_parameters={"dataframe": frame},
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": keys},
         )
-        outcomes += [_outcome(table, r) for r in result.results]
+        order = [e.description for e in expectations[table]]  # GX reorders its results
+        found = [_outcome(table, r) for r in result.results]
+        outcomes += sorted(found, key=lambda o: order.index(o["description"]))
     if docs_dir is not None:
         shutil.rmtree(docs_dir, ignore_errors=True)
         site = {
