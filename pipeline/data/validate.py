@@ -23,6 +23,7 @@ reports/validate/ (open index.html). Any failed expectation exits 1, naming it a
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -78,7 +79,7 @@ def notice_rows(files: list[Path]) -> tuple[list[dict], list[dict]]:
         for lineno, n in iter_jsonl(path, errors):
             notices.append(n)
             # an absent optional field is null; an absent required one fails the schema
-            row = dict.fromkeys(OPTIONAL) | {key: _text(n[key]) for key in n if key in REQUIRED}
+            row = {key: _text(n[key]) for key in n if key in REQUIRED}
             row |= {key: _text(n.get(key)) for key in OPTIONAL}
             body, deadline, location = row.get("body"), row.get("deadline"), row.get("location")
             wrong = [k for k in OPTIONAL if n.get(k) is not None and not isinstance(n[k], str)]
@@ -376,7 +377,8 @@ def run_suite(tables: dict[str, Any], expectations: dict[str, list], docs_dir: P
     outcomes = []
     for table, frame in tables.items():
         batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("all")
-        s = context.suites.add(gx.ExpectationSuite(name=table, expectations=expectations[table]))
+        fresh = [copy.copy(e) for e in expectations[table]]  # an expectation joins one suite
+        s = context.suites.add(gx.ExpectationSuite(name=table, expectations=fresh))
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=table, data=batch, suite=s)
         )
