@@ -91,6 +91,7 @@ FAILS = {
     "expect_column_values_to_not_be_null(deadline_or_location)": ("a.jsonl", 7),
     "expect_column_values_to_be_between(chinese_share)": ("a.jsonl", 8),
     "expect_column_values_to_be_between(notices)": (None, "学生工作"),
+    "expect_column_values_to_not_be_null(notice_id)": ("train.jsonl", 6),
     "expect_column_values_to_be_in_set(task)": ("train.jsonl", 1),
     "expect_column_values_to_be_in_set(messages_ok)": ("train.jsonl", 2),
     "expect_column_values_to_be_between(token_estimate)": ("train.jsonl", 3),
@@ -112,7 +113,7 @@ def bad_dataset(root):
     notices = generate(60)
     lines = [n | BAD_NOTICES.get(i, {}) for i, n in enumerate(notices[:40], start=1)]
     lines[13] = "{not json\n"
-    twin = notices[45]
+    twin = notices[47]
     near = twin | {"id": "notice-near", "body": twin["body"].replace("。", "！", 1)}
     raw = write(root / "a.jsonl", [*lines, *notices[40:50], near])
     train_notices = notices[40:50]
@@ -126,7 +127,8 @@ def bad_dataset(root):
             prompt=[{"role": "user", "content": "嗯"}],
         ),  # too short
         record(train_notices[4], completion=[{"role": "assistant", "content": "13812345678"}]),
-        *[record(n) for n in train_notices[5:]],
+        record(train_notices[5], notice_id=None),
+        *[record(n) for n in train_notices[6:]],
         record(notices[20]),
     ]
     evals = [record(notices[20]), record(near), *[record(n) for n in notices[21:24]]]
