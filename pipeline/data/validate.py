@@ -5,8 +5,9 @@ Run: dvc repro validate   (or: llmops validate)
 The data is loaded into pandas tables, one row per JSON line with its `file` and `line`, plus
 computed columns where GX has no built-in expectation for the rule (does the deadline appear
 in the body, the share of Chinese characters, PII left after scrubbing, similarity of an eval
-notice to the closest train notice). Every rule is then a built-in GX expectation on a column,
-so a failure names the expectation and GX returns the offending rows by file, line and id.
+notice to the nearest train notice found by prepare's MinHash LSH index). Every rule is then
+a built-in GX expectation on a column, so a failure names the expectation and GX returns the
+offending rows by file, line and id.
 
 Tables: `notices` (data/raw/*.jsonl), `categories` (notices per category), `records`
 (data/prepared/{train,eval}.jsonl) and `tasks` (eval records per task).
@@ -388,7 +389,9 @@ def _outcome(table: str, r: Any) -> dict:
     return out
 
 
-def run_suite(tables: dict[str, Any], expectations: dict[str, list], docs_dir: Path | None):
+def run_suite(
+    tables: dict[str, Any], expectations: dict[str, list], docs_dir: Path | None
+) -> list[dict]:
     """Validate each table against its expectations in an ephemeral GX context; with
     `docs_dir`, build the HTML data docs there (replacing what was there)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network calls from a stage
@@ -414,6 +417,8 @@ def run_suite(tables: dict[str, Any], expectations: dict[str, list], docs_dir: P
         order = [e.description for e in expectations[table]]  # GX reorders its results
         found = [_outcome(table, r) for r in result.results]
         outcomes += sorted(found, key=lambda o: order.index(o["description"]))
+        bad = sum(not o["success"] for o in found)
+        print(f"validate: {table}: {len(frame)} rows, {len(found)} expectations, {bad} failed")
     if docs_dir is not None:
         shutil.rmtree(docs_dir, ignore_errors=True)
         site = {
