@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import TASKS, PrepareParams, ValidateParams, load_params
+from pipeline.data.clean import normalize
 from pipeline.data.dedup import jaccard, lsh_bands, minhash_signatures, notice_text, shingle_sets
 from pipeline.data.pii import scrub
 from pipeline.data.schema import CATEGORIES, DEADLINE, OPTIONAL, REQUIRED
@@ -152,7 +153,7 @@ def _add_leakage(rows: list[dict], notices: list[dict], prep: PrepareParams) -> 
     train_ids = {r["notice_id"] for r in rows if r["split"] == "train"}
     eval_ids = sorted({r["notice_id"] for r in rows if r["split"] == "eval"} - {None})
     texts = {
-        n["id"]: notice_text(n)
+        n["id"]: _cleaned_text(n, prep)
         for n in notices
         if isinstance(n.get("id"), str) and _text(n.get("title")) and _text(n.get("body"))
     }
@@ -164,6 +165,16 @@ def _add_leakage(rows: list[dict], notices: list[dict], prep: PrepareParams) -> 
         evaluated = r["split"] == "eval"
         r["in_train"] = (r["notice_id"] in train_ids) if evaluated else None
         r["train_similarity"] = similarity.get(r["notice_id"]) if evaluated else None
+
+
+def _cleaned_text(n: dict, prep: PrepareParams) -> str:
+    """A notice's title and body as prepare's dedup compared them: normalised, scrubbed."""
+    parts = {}
+    for key in ("title", "body"):
+        parts[key] = normalize(n[key])
+        if prep.scrub_pii:
+            parts[key] = scrub(parts[key], prep.student_number_pattern or None)[0]
+    return notice_text(parts)
 
 
 def train_similarity(eval_texts: list[str], train_texts: list[str], prep: PrepareParams):
