@@ -10,7 +10,8 @@ a built-in GX expectation on a column, so a failure names the expectation and GX
 offending rows by file, line and id.
 
 Tables: `notices` (data/raw/*.jsonl), `categories` (notices per category), `records`
-(data/prepared/{train,eval}.jsonl) and `tasks` (eval records per task).
+(data/prepared/{train,eval}.jsonl), `tasks` (eval records per task) and `instructions` (the
+raw rows of `"kind": "instruction"` that `llmops data add` writes).
 
 Token lengths: the base model's tokenizer is built by the `base` stage, after this one, so
 record lengths are a tokenizer-free estimate (`token_estimate`): one token per CJK character
@@ -48,7 +49,16 @@ ROW_KEYS = {
     "categories": ["category"],
     "records": ["file", "line", "notice_id"],
     "tasks": ["task"],
+    "instructions": ["file", "line", "id"],
 }
+# instruction rows (`"kind": "instruction"` in data/raw, from `llmops data add`): prepare makes
+# one `instruct` record of each; the same names as in the raw schema of `llmops data add`
+INSTRUCTION_KIND, INSTRUCT_TASK = "instruction", "instruct"
+INSTRUCTION_COLUMNS = [
+    *("file", "line", "id", "instruction", "output", "wrong_types", "text", "prompt_key"),
+    "id_of_a_notice",
+]
+_SCRIPT = r"(?i)<\s*script\b|\bjavascript\s*:|<[^>]*\son[a-z]+\s*="
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
 _TOKEN = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
@@ -72,13 +82,36 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def notice_rows(files: list[Path]) -> tuple[list[dict], list[dict]]:
-    """(one row per line of the raw files, the raw notices that parsed). A line that is not
-    a JSON object is a row with `json_object` False, so the suite reports it like any rule."""
-    rows, notices = [], []
+def instruction_row(path: Path, lineno: int, r: dict) -> dict:
+    """The row of an instruction line: its fields and the computed columns the suite checks."""
+    fields = ("system", "instruction", "input", "output")
+    text = {k: r[k] if isinstance(r.get(k), str) else "" for k in fields}
+    optional = ("input", "system", "category", "source")
+    wrong = [k for k in optional if r.get(k) is not None and not isinstance(r[k], str)]
+    asked = "\n".join(text[k] for k in ("system", "instruction", "input"))
+    return {
+        "file": str(path),
+        "line": lineno,
+        "id": _text(r.get("id")),
+        "instruction": _text(r.get("instruction")),
+        "output": _text(r.get("output")),
+        "wrong_types": ", ".join(wrong) or None,
+        "text": "\n".join(text.values()),
+        "prompt_key": " ".join(asked.split()),
+    }
+
+
+def notice_rows(files: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(one row per notice line of the raw files, the raw notices that parsed, one row per
+    instruction line). A line that is not a JSON object is a notice row with `json_object`
+    False, so the suite reports it like any rule."""
+    rows, notices, instructions = [], [], []
     for path in files:
         errors: list[DataError] = []
         for lineno, n in iter_jsonl(path, errors):
+            if n.get("kind") == INSTRUCTION_KIND:
+                instructions.append(instruction_row(path, lineno, n))
+                continue
             notices.append(n)
             # an absent optional field is null; an absent required one fails the schema
             row = {key: _text(n[key]) for key in n if key in REQUIRED}
@@ -99,7 +132,10 @@ def notice_rows(files: list[Path]) -> tuple[list[dict], list[dict]]:
             }
             rows.append(row)
         rows += [{"file": e.path, "line": e.line, "json_object": False} for e in errors]
-    return rows, notices
+    notice_ids = {r.get("id") for r in rows} - {None}
+    for r in instructions:
+        r["id_of_a_notice"] = r["id"] in notice_ids
+    return rows, notices, instructions
 
 
 def _messages_text(msgs: object) -> str | None:
@@ -210,7 +246,7 @@ def build_tables(
     """The four pandas tables the suite runs on (see the module docstring)."""
     import pandas as pd
 
-    rows, notices = notice_rows(raw_files)
+    rows, notices, instructions = notice_rows(raw_files)
     per_category = Counter(r.get("category") for r in rows)
     records = record_rows(train_file, eval_file, notices, prep)
     per_task = Counter(r["task"] for r in records if r["split"] == "eval" and r["task"] in TASKS)
@@ -224,6 +260,7 @@ def build_tables(
             {"task": list(per_task), "eval_records": list(per_task.values())},
             columns=["task", "eval_records"],
         ),
+        "instructions": pd.DataFrame.from_records(instructions, columns=INSTRUCTION_COLUMNS),
     }
 
 
@@ -298,7 +335,9 @@ def suite(p: ValidateParams, prep: PrepareParams) -> dict[str, list]:
             column="notice_id", **d("every record names the notice it comes from")
         ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="task", value_set=list(TASKS), **d("task is classify, extract or title")
+            column="task",
+            value_set=[*TASKS, INSTRUCT_TASK],
+            **d("task is classify, extract, title or instruct"),
         ),
         gxe.ExpectColumnValuesToBeInSet(
             column="messages_ok",
@@ -337,6 +376,42 @@ def suite(p: ValidateParams, prep: PrepareParams) -> dict[str, list]:
             )
         ],
         "records": records,
+        "instructions": [
+            *[
+                gxe.ExpectColumnValuesToNotBeNull(
+                    column=key, **d(f"instruction rows: `{key}` is a non-empty string")
+                )
+                for key in ("id", "instruction", "output")
+            ],
+            gxe.ExpectColumnValuesToBeNull(
+                column="wrong_types", **d("instruction rows: optional fields are strings or null")
+            ),
+            gxe.ExpectColumnValuesToBeUnique(
+                column="id", **d("instruction rows: no duplicate ids")
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="id_of_a_notice",
+                value_set=[False],
+                **d("instruction rows: no id that a notice has"),
+            ),
+            gxe.ExpectColumnValuesToBeUnique(
+                column="prompt_key",
+                **d("leakage: one prompt under two ids could land in both splits"),
+            ),
+            gxe.ExpectColumnValueLengthsToBeBetween(
+                column="text",
+                max_value=p.max_body_chars,
+                **d("instruction rows: text length (params.yaml:validate.max_body_chars)"),
+            ),
+            gxe.ExpectColumnValuesToNotMatchRegex(
+                column="text", regex=r"\x00", **d("instruction rows: no NUL character")
+            ),
+            gxe.ExpectColumnValuesToNotMatchRegex(
+                column="text",
+                regex=_SCRIPT,
+                **d("instruction rows: no HTML script (<script>, on*= or javascript:)"),
+            ),
+        ],
         "tasks": [
             gxe.ExpectColumnValuesToBeBetween(
                 column="eval_records",

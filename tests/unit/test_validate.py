@@ -152,7 +152,11 @@ def test_the_suite_has_at_least_twelve_expectations(bad_report):
 @pytest.mark.parametrize("name", sorted(FAILS))
 def test_each_expectation_fails_naming_its_offending_rows(bad_report, name):
     report, root = bad_report
-    (outcome,) = [o for o in report["expectations"] if o["expectation"] == name]
+    (outcome,) = [
+        o
+        for o in report["expectations"]
+        if o["expectation"] == name and o["table"] != "instructions"
+    ]
     assert outcome["success"] is False
     file, where = FAILS[name]
     message = describe_failure(outcome)
@@ -197,7 +201,7 @@ def test_data_docs_are_written(bad_report):
     _, root = bad_report
     assert (root / "docs/index.html").exists()
     pages = list((root / "docs/validations").rglob("*.html"))
-    assert len(pages) == 4  # one per table
+    assert len(pages) == 5  # one per table
 
 
 def test_the_stage_fails_naming_expectation_file_and_line(tmp_path, monkeypatch, capsys):
@@ -218,3 +222,58 @@ def test_the_stage_fails_naming_expectation_file_and_line(tmp_path, monkeypatch,
     saved = json.loads((tmp_path / "metrics/validate.json").read_text(encoding="utf-8"))
     assert saved["passed"] is False and saved["expectations_failed"] == 1
     assert (tmp_path / "reports/validate/index.html").exists()
+
+
+def instruction(i, **change):
+    row = {"kind": "instruction", "id": f"qa-{i}", "instruction": f"把第{i}句译成英文",
+           "input": f"句子{i}", "output": f"Sentence {i}", "source": "qa"}  # fmt: skip
+    return row | change
+
+
+INSTRUCTION_FAILS = {  # expectation on the instructions table -> its offending line
+    "expect_column_values_to_not_be_null(id)": 1,
+    "expect_column_values_to_not_be_null(instruction)": 2,
+    "expect_column_values_to_not_be_null(output)": 3,
+    "expect_column_values_to_be_null(wrong_types)": 4,
+    "expect_column_values_to_be_unique(id)": 6,
+    "expect_column_values_to_be_in_set(id_of_a_notice)": 7,
+    "expect_column_values_to_be_unique(prompt_key)": 9,
+    "expect_column_value_lengths_to_be_between(text)": 10,
+    "expect_column_values_to_not_match_regex(text)": 11,
+}
+
+
+def test_instruction_rows_have_their_own_expectations(tmp_path):
+    """Rows of `llmops data add` (`"kind": "instruction"`) are checked as instructions, not
+    as notices; each rule names its line, and `instruct` is a known task."""
+    notices = generate(6)
+    rows = [
+        instruction(1, id=""),
+        instruction(2, instruction=None),
+        instruction(3, output="  "),
+        instruction(4, system=7),
+        instruction(5),
+        instruction(6, id="qa-5"),
+        instruction(7, id=notices[0]["id"]),
+        instruction(8),
+        instruction(9, id="qa-9b", instruction="把第8句译成英文", input="句子8"),
+        instruction(10, output="长" * 3000),
+        instruction(11, output="<script>alert(1)</script>"),
+        instruction(12, input="a\x00b"),
+    ]
+    raw = write(tmp_path / "a.jsonl", [*notices, *rows])
+    train = write(tmp_path / "train.jsonl", [record(n) for n in notices[:4]])
+    records = [record(n) for n in notices[4:]]
+    evals = write(tmp_path / "eval.jsonl", [*records, records[0] | {"task": "instruct"}])
+    lenient = ValidateParams(min_notices_per_category=0, min_eval_records_per_task=0)
+    report = validate([raw], train, evals, lenient, PrepareParams())
+    mine = [o for o in report["expectations"] if o["table"] == "instructions"]
+    failed = {o["expectation"]: o for o in mine if not o["success"]}
+    assert set(failed) == set(INSTRUCTION_FAILS)
+    for name, offset in INSTRUCTION_FAILS.items():
+        assert f"{raw}:{len(notices) + offset}" in describe_failure(failed[name]), name
+    nul, script = [o for o in mine if o["expectation"].endswith("not_match_regex(text)")]
+    assert [e["line"] for e in nul["examples"]] == [len(notices) + 12]
+    assert [e["line"] for e in script["examples"]] == [len(notices) + 11]
+    others = [o for o in report["expectations"] if o["table"] != "instructions"]
+    assert [describe_failure(o) for o in others if not o["success"]] == []
