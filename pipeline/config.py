@@ -52,6 +52,12 @@ class ValidateParams:
     max_body_chars: int = 2000
     min_notices_per_category: int = 20
     min_eval_records_per_task: int = 10
+    # language: CJK characters over CJK + Latin letters in a notice body
+    min_chinese_share: float = 0.5
+    # prompt + completion in estimated tokens (no tokenizer yet: see pipeline/data/validate.py);
+    # keep the maximum at or under train.max_length, which truncates longer records
+    min_record_tokens: int = 4
+    max_record_tokens: int = 384
 
 
 @dataclass(frozen=True)
@@ -352,6 +358,7 @@ def _check(p: Params) -> None:
     if not p.feedback.strata:
         raise ParamsError("params.yaml:feedback.strata: name at least one field")
     _check_drift(p.drift, p.index)
+    _check_validate(p.validate)
 
 
 def _check_drift(d: DriftParams, i: IndexParams) -> None:
@@ -385,3 +392,13 @@ def load_params(path: Path = PARAMS) -> Params:
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: invalid YAML: {exc}") from None
     return parse_params(raw)
+
+
+def _check_validate(v: ValidateParams) -> None:
+    """Bounds of the validate suite that would otherwise pass or fail everything silently."""
+    if not 0.0 <= v.min_chinese_share <= 1.0:
+        raise ParamsError("params.yaml:validate.min_chinese_share: must be between 0 and 1")
+    if not 0 <= v.min_record_tokens <= v.max_record_tokens:
+        raise ParamsError(
+            "params.yaml:validate.max_record_tokens: must be at least min_record_tokens (>= 0)"
+        )

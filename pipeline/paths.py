@@ -55,6 +55,9 @@ CHAMPION_DIR = Path("champion")
 CHAMPION_PREDICTIONS = CHAMPION_DIR / "predictions.jsonl"
 
 REPORTS_DIR = Path("reports")
+# Great Expectations data docs (HTML), rebuilt by every validate run; not a DVC output, so a
+# fresh clone, which lacks them, does not rerun validate
+VALIDATE_DOCS = REPORTS_DIR / "validate"
 
 # `llmops feedback sample` writes the drawn tasks here and `push` reads them: a hand-over
 # between two commands, not a pipeline input (data/feedback is, and would retrain on change)

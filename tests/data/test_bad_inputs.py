@@ -11,11 +11,11 @@ import pytest
 from pipeline.config import PrepareParams, ValidateParams
 from pipeline.data.add import Limits, convert, main
 from pipeline.data.prefs import load_feedback
-from pipeline.data.prepare import instruction_records
+from pipeline.data.prepare import clean_notices, instruction_records, prepare
 from pipeline.data.schema import load_raw
-from pipeline.data.validate import validate_raw
+from pipeline.data.validate import describe_failure, validate
 from pipeline.evaluate.evaluate import slices
-from pipeline.io import DataError, UserError
+from pipeline.io import DataError, UserError, write_jsonl
 from tests.conftest import ROOT
 
 LIMITS = Limits(min_body_chars=20, max_body_chars=2000)
@@ -197,9 +197,14 @@ def test_add_writes_rows_the_pipeline_splits_validates_and_slices(repo):
     assert len(written) == 40 and json.loads(written[0])["source"] == "qa"
     notices, instructions = load_raw(repo / "data/raw")
     assert len(instructions) == 40 and notices == load_raw(ROOT / "data/raw")[0]
-    violations, _ = validate_raw(sorted((repo / "data/raw").glob("*.jsonl")), ValidateParams())
-    assert violations == []
     train, evals = instruction_records(PrepareParams(), instructions)
+    p = PrepareParams()
+    notice_train, notice_evals, _ = prepare(p, clean_notices(p, notices)[0])
+    write_jsonl(repo / "train.jsonl", notice_train + train)
+    write_jsonl(repo / "eval.jsonl", notice_evals + evals)
+    raw = sorted((repo / "data/raw").glob("*.jsonl"))
+    report = validate(raw, repo / "train.jsonl", repo / "eval.jsonl", ValidateParams(), p)
+    assert [describe_failure(o) for o in report["expectations"] if not o["success"]] == []
     assert len(train) + len(evals) == 40 and evals and train  # split by the id hash
     assert {r["task"] for r in train + evals} == {"instruct"}
     fake = [

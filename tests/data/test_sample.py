@@ -2,11 +2,12 @@
 
 from collections import Counter, defaultdict
 
-from pipeline.config import ValidateParams
+from pipeline.config import PrepareParams, ValidateParams
+from pipeline.data.prepare import clean_notices, prepare
 from pipeline.data.sample import KINDS, generate
 from pipeline.data.schema import CATEGORIES
-from pipeline.data.validate import validate_raw
-from pipeline.io import read_jsonl
+from pipeline.data.validate import describe_failure, validate
+from pipeline.io import read_jsonl, write_jsonl
 
 from ..conftest import ROOT
 
@@ -31,9 +32,18 @@ def test_every_notice_has_its_fields_and_facts():
         assert n["deadline"] or n["location"]
 
 
-def test_the_sample_passes_validation():
-    violations, _ = validate_raw([SHIPPED], ValidateParams())
-    assert violations == []
+def test_the_sample_passes_every_expectation(tmp_path):
+    """The shipped notices, prepared as the prepare stage does, pass the whole GX suite
+    with the shipped params."""
+    p = PrepareParams()
+    train, evals, _ = prepare(p, clean_notices(p, read_jsonl(SHIPPED))[0])
+    write_jsonl(tmp_path / "train.jsonl", train)
+    write_jsonl(tmp_path / "eval.jsonl", evals)
+    prepared = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    report = validate([SHIPPED], *prepared, ValidateParams(), p)
+    failures = [describe_failure(o) for o in report["expectations"] if not o["success"]]
+    assert failures == []
+    assert report["passed"] and report["expectations_evaluated"] >= 12
 
 
 def test_several_kinds_of_notice_per_category():

@@ -49,6 +49,14 @@ def test_shipped_params_load_with_every_section():
         (lambda r: r["prepare"].update(eval_fraction=1.5), "params.yaml:prepare.eval_fraction"),
         (lambda r: r["gate"]["min"].update(accuracy=0.5), "params.yaml:gate.min.accuracy"),
         (
+            lambda r: r["validate"].update(min_chinese_share=50),
+            "params.yaml:validate.min_chinese_share",
+        ),
+        (
+            lambda r: r["validate"].update(max_record_tokens=2),
+            "params.yaml:validate.max_record_tokens",
+        ),
+        (
             lambda r: r["gate"]["min"].update({"classify.accuracy": "high"}),
             "params.yaml:gate.min.classify.accuracy: expected a number",
         ),
