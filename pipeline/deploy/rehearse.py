@@ -453,8 +453,10 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
             "environment": env,
             "time_scale": args.time_scale,
             "stable": {"version": stable.version, "pod_hash": stable.pod_hash, "url": stable.url},
+            "prometheus": prom_url,
             "canary": {
                 "version": "candidate",
+                "url": canary.url,
                 "pod_hash": canary.pod_hash,
                 "sha256": canary_sha,
                 "faults": canary.faults,
