@@ -115,7 +115,11 @@ def last_user_text(messages: list[dict]) -> str:
     return next(m["content"] for m in reversed(messages) if m.get("role") == "user")
 
 
-def prompt_documents(records: list[dict]) -> Documents:
+def prompt_documents(records: list[dict], limit: int = 0) -> Documents:
+    """The drift reference: training prompts as request logs record them; with `limit`, the
+    `limit` whose id hashes lowest (a sample that keeps its members as records are added)."""
+    if limit and len(records) > limit:
+        records = sorted(records, key=lambda r: hashlib.sha256(r["id"].encode()).digest())[:limit]
     return {
         r["id"]: (last_user_text(r["prompt"]), {"notice_id": r["notice_id"], "task": r["task"]})
         for r in records
@@ -178,7 +182,10 @@ def build_index(
 
     encoder = encoder or load_encoder(p.model)
     client = open_client(index_dir)
-    wanted = {NOTICES: notice_documents(notices), PROMPTS: prompt_documents(train_records)}
+    wanted = {
+        NOTICES: notice_documents(notices),
+        PROMPTS: prompt_documents(train_records, p.reference_prompts),
+    }
     counts: dict[str, dict[str, int]] = {}
     t0 = time.perf_counter()
     with Progress(transient=True) as bar:

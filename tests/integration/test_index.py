@@ -112,3 +112,18 @@ def test_dvc_repro_keeps_the_index_and_embeds_only_added_notices(tmp_path):
     assert second["prompts"]["added"] == new_prompts
     assert second["embedded"] == 6 + new_prompts
     assert run(["dvc", "status", "index"], cwd=repo).stdout.strip().endswith("up to date.")
+
+
+def test_the_drift_reference_is_a_stable_sample_of_the_training_prompts():
+    from pipeline.data.index import prompt_documents
+
+    notices = generate(60)
+    old = train_of(notices[:40])
+    few = prompt_documents(old, limit=20)
+    assert len(few) == 20 and len(prompt_documents(old)) == len(old)
+    assert prompt_documents(list(reversed(old)), limit=20) == few  # order does not matter
+    new = [r for r in train_of(notices) if r["id"] not in {o["id"] for o in old}]
+    more = prompt_documents(old + new, limit=20)
+    # new prompts may take places, but an old member leaves only for a new one
+    assert set(more) & {r["id"] for r in old} <= set(few)
+    assert set(more) - set(few) <= {r["id"] for r in new}
