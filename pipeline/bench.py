@@ -199,7 +199,7 @@ def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
 def bench_canary(repo: Path) -> dict[str, float]:
     """First bad measurement -> abort, for a canary answering 10% of requests with 5xx (the
     production overlay, `llmops rehearse` compressed 30x), and the whole rehearsal's time."""
-    out = repo / "reports" / "bench-rehearsal"
+    out = (repo / "reports" / "bench-rehearsal").resolve()  # the rehearsal runs in repo
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "rehearse", "--canary-fault", "error_rate=0.1",
