@@ -7,7 +7,9 @@ Every figure comes from running the real command here; nothing is typed by hand.
 - repro_noop_s: `dvc repro` again with nothing changed (nothing reruns).
 - train_tokens_per_s: training throughput (non-padding tokens) of that cold run.
 - eval_batch_speedup: greedy generation over the eval split with the trained model, one
-  prompt at a time vs in batches of params.evaluate.batch_size, measured back to back.
+  prompt at a time vs in batches of params.evaluate.batch_size, measured back to back
+  (eval_device: where). eval_batched_prompt_s: the batched run's prompt forward passes alone,
+  the part batching cannot shrink further once it is compute-bound.
 - packing_throughput_ratio: training tokens/s with `train.packing` on over off, a few steps
   each on the same data and base, back to back.
 - train_tokens_per_s_cuda_<precision>, dpo_tokens_per_s_cuda_<precision> (only where a GPU
@@ -21,7 +23,10 @@ Every figure comes from running the real command here; nothing is typed by hand.
 - dedup_docs_per_s (and per CPU second): exact + near-duplicate removal (dedup.py, with
   params.prepare's threshold, shingle size and hashes) over 20,000 generated notices.
 - index_docs_per_s: the index stage's embedding + Chroma upsert of 1,000 generated notices
-  into an empty index (model loaded and warmed up first, as the stage's later batches are).
+  into an empty index (model loaded and warmed up first, as the stage's later batches are;
+  index_device: where). index_gflop_per_doc: the encoder's floating-point work per notice,
+  counted by torch's FlopCounterMode; matmul_gflops: this machine's best fp32 matrix multiply
+  rate; index_docs_per_s_ceiling: notices per second if the encoder ran at that rate.
 """
 
 from __future__ import annotations
@@ -109,9 +114,29 @@ def bench_eval(repo: Path) -> dict[str, float]:
     single = time.perf_counter() - t0
     return {
         "eval_batched_s": round(batched, 2),
+        "eval_batched_prompt_s": round(prompt_seconds(model, tok, prompts, p.batch_size, tasks), 2),
         "eval_one_at_a_time_s": round(single, 2),
         "eval_batch_speedup": round(single / batched, 2),
+        "eval_device": str(model.device),
     }
+
+
+def prompt_seconds(
+    model, tok, prompts: list[list[dict]], batch_size: int, groups: list[str]
+) -> float:
+    """Seconds of the forward passes over the prompts alone, in `generate`'s batches: the
+    floor of batched generation, however few tokens it then decodes."""
+    import torch
+
+    from pipeline.modeling import prompt_batches
+
+    seconds = 0.0
+    for _, enc in prompt_batches(model, tok, prompts, batch_size, groups):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            model(**enc, logits_to_keep=1)
+        seconds += time.perf_counter() - t0
+    return seconds
 
 
 def bench_packing(repo: Path, steps: int = 12) -> dict[str, float]:
@@ -243,8 +268,10 @@ def bench_dedup(n: int = 20_000) -> dict[str, float]:
 def bench_index(n: int = 1000) -> dict[str, float]:
     import tempfile
 
+    from torch.utils.flop_counter import FlopCounterMode
+
     from pipeline.config import IndexParams
-    from pipeline.data.index import build_index, embed, load_encoder
+    from pipeline.data.index import build_index, embed, load_encoder, notice_documents
     from pipeline.data.sample import generate
 
     p = IndexParams()
@@ -253,7 +280,36 @@ def bench_index(n: int = 1000) -> dict[str, float]:
     embed(encoder, [n["body"] for n in notices[:16]])  # warm-up
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
         summary = build_index(p, notices, [], Path(work), encoder)
-    return {"index_docs_per_s": summary["docs_per_s"], "index_docs": summary["embedded"]}
+    sample = [text for text, _ in notice_documents(notices[:200]).values()]
+    with FlopCounterMode(display=False) as flops:
+        embed(encoder, sample)
+    gflop_per_doc = flops.get_total_flops() / len(sample) / 1e9
+    out = {
+        "index_docs_per_s": summary["docs_per_s"],
+        "index_docs": summary["embedded"],
+        "index_device": str(encoder.device),
+        "index_gflop_per_doc": round(gflop_per_doc, 2),
+    }
+    if encoder.device.type == "cpu":
+        peak = matmul_gflops()
+        out["matmul_gflops"] = round(peak)
+        out["index_docs_per_s_ceiling"] = round(peak / gflop_per_doc, 1)
+    return out
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's best fp32 matrix multiply rate on the CPU (GFLOP/s), all of torch's
+    threads: what compute-bound work can reach here at most."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
 
 
 def main(args: argparse.Namespace | None = None) -> int:
