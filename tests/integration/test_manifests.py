@@ -4,6 +4,7 @@ real validators: CRD schemas, kubernetes-validate, promtool."""
 import copy
 import re
 import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -219,7 +220,7 @@ def test_kv_cache_alert_uses_the_current_metric_name(rendered):
 
 def test_feedback_cronjob_samples_and_pushes_nightly_as_non_root_with_the_key_from_a_secret():
     objs = render(ROOT / "manifests/feedback")
-    cron = by_kind(objs, "CronJob")
+    cron = by_kind(objs, "CronJob", "flywheel-feedback")
     assert cron["spec"]["schedule"] == "0 2 * * *"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert policy_errors(cron) == []
@@ -235,3 +236,70 @@ def test_feedback_cronjob_samples_and_pushes_nightly_as_non_root_with_the_key_fr
     broken = copy.deepcopy(cron)
     broken["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = "x"
     assert "image 'x' is not pinned" in "\n".join(policy_errors(broken))
+
+
+def test_drift_cronjob_pushes_to_the_pushgateway_that_prometheus_scrapes_keeping_its_labels():
+    objs = render(ROOT / "manifests/feedback")
+    cron = by_kind(objs, "CronJob", "flywheel-drift")
+    assert policy_errors(cron) == []
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    # the gauges carry the namespace the job runs in: the serving namespace the alert groups by
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    host, _, port = env["PUSHGATEWAY_URL"]["value"].removeprefix("http://").partition(":")
+    service = by_kind(objs, "Service", host)
+    assert service["metadata"]["name"] == host
+    assert int(port) in [p["port"] for p in service["spec"]["ports"]]
+    gateway = by_kind(objs, "Deployment", host)
+    assert policy_errors(gateway) == []
+    pod_labels = gateway["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    monitor = by_kind(objs, "ServiceMonitor", host)
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]]
+    # without honorLabels Prometheus would rename the pushed namespace to exported_namespace
+    assert endpoint["honorLabels"] is True
+    args = gateway["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert any(a.startswith("--persistence.file=/data/") for a in args)
+
+
+@pytest.mark.parametrize(("drift_exit", "job_exit"), [(0, 0), (1, 0), (2, 2)])
+def test_drift_script_counts_a_drift_verdict_as_done_and_fails_on_errors(
+    tmp_path, drift_exit, job_exit
+):
+    """drift.sh with git, dvc and python replaced by stubs that log their arguments."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    calls = tmp_path / "calls"
+    for name, body in {
+        "git": 'mkdir -p "${@: -1}"',  # git clone ... DEST
+        "dvc": "",
+        "python": f"exit {drift_exit}",
+    }.items():
+        (stubs / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*" >> {calls}\n{body}\n')
+        (stubs / name).chmod(0o755)
+    env = {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "SCRATCH": str(tmp_path / "scratch"),
+        "LOGS": "/logs",
+        "GIT_URL": "https://git.example/flywheel.git",
+        "GIT_REF": "main",
+        "PUSHGATEWAY_URL": "http://flywheel-pushgateway:9091",
+    }
+    script = ROOT / "manifests/feedback/drift.sh"
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert proc.returncode == job_exit, proc.stderr
+    git, dvc, python = calls.read_text().splitlines()
+    assert git.startswith("git clone") and "--branch main" in git
+    assert dvc == "dvc pull --quiet index"
+    yesterday = subprocess.run(
+        ["date", "-u", "-d", "yesterday", "+%F"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert python == (
+        f"python -m pipeline.cli drift --logs /logs/{yesterday} "
+        "--pushgateway http://flywheel-pushgateway:9091"
+    )
