@@ -68,12 +68,38 @@ def targets(root: Path = Path(".")) -> list[Path]:
     return overlays + [root / t for t in TARGETS]
 
 
+def local_repo_env(path: Path) -> dict[str, str]:
+    """Environment for kustomize that fetches this repository's URL (production's pinned
+    shared manifests, `<repoURL>//manifests/base?ref=<sha>`) from the local clone instead of
+    the network: git's url.<local>.insteadOf. The commit must be in the local clone."""
+    from pipeline.release.record import APPLICATIONSET, repo_url
+
+    top = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True
+    ).stdout.strip()
+    if not top or not (Path(top) / APPLICATIONSET).exists():
+        return {}
+    url = repo_url(Path(top) / APPLICATIONSET)
+    count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
+    return {
+        "GIT_CONFIG_COUNT": str(count + 1),
+        f"GIT_CONFIG_KEY_{count}": f"url.{Path(top).resolve().as_uri()}.insteadOf",
+        f"GIT_CONFIG_VALUE_{count}": url,
+    }
+
+
 def render(path: Path) -> list[dict]:
-    """The objects `kubectl kustomize path` renders."""
+    """The objects `kubectl kustomize path` renders (this repository's URL served from the
+    local clone)."""
     kubectl = shutil.which("kubectl")
     if not kubectl:
         raise UserError("kubectl not found: install it (kustomize is built in) and rerun")
-    proc = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [kubectl, "kustomize", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **local_repo_env(path)},
+    )
     if proc.returncode != 0:
         raise UserError(f"{path}: kubectl kustomize failed: {proc.stderr.strip()}")
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
