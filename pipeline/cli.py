@@ -66,16 +66,24 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
             (("--out",), {"default": str(paths.MERGED_DIR)}),
         ],
     ),
-    (("register",), "pipeline.release.registry:main", "register the model in MLflow", []),
+    (
+        ("register",),
+        "pipeline.release.registry:main",
+        "register the model in MLflow (and tag its commit <model>@vN)",
+        [(("--push",), {"action": "store_true", "help": "push the version tag"})],
+    ),
     (
         ("promote",),
         "pipeline.release.promote:main_promote",
         "release a registered model to an environment: one git commit",
         [
             (("env",), {"help": "staging or production"}),
-            (("--version",), {"type": int, "help": "MLflow model version (default: newest)"}),
-            (("--tag",), {"help": "the version registered from this git tag's commit"}),
-            (("--push",), {"action": "store_true", "help": "push the commit (and tag)"}),
+            (
+                ("--version",),
+                {"type": int, "help": "staging: MLflow version (default: this checkout's)"},
+            ),
+            (("--tag",), {"help": "production: the release tag (what staging ran there)"}),
+            (("--push",), {"action": "store_true", "help": "push the commit to origin"}),
         ],
     ),
     (
@@ -84,7 +92,11 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
         "git revert the last promotion of an environment",
         [
             (("env",), {"help": "staging or production"}),
-            (("--to",), {"help": "revert promotions down to this version (N, vN or model-vN)"}),
+            (("--to",), {"help": "revert promotions down to this version (N or vN)"}),
+            (
+                ("--release",),
+                {"help": "revert exactly this release id (RELEASE_SHA256); no-op if not current"},
+            ),
             (("--push",), {"action": "store_true", "help": "push the revert"}),
         ],
     ),
@@ -92,7 +104,50 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
         ("status",),
         "pipeline.release.status:main",
         "what is deployed where, with lineage, from git",
-        [(("env",), {"nargs": "?", "help": "one environment (default: all)"})],
+        [
+            (("env",), {"nargs": "?", "help": "one environment (default: all)"}),
+            (
+                ("--no-reconcile",),
+                {
+                    "dest": "reconcile",
+                    "action": "store_false",
+                    "help": "leave MLflow aliases as they are (default: git wins, aliases follow)",
+                },
+            ),
+        ],
+    ),
+    (
+        ("ci",),
+        "pipeline.release.ci:main",
+        "train.yml's steps between jobs (see pipeline/release/ci.py)",
+        [
+            (
+                ("action",),
+                {
+                    "choices": [
+                        "plan",
+                        "pack",
+                        "publish",
+                        "adopt",
+                        "push",
+                        "commit-results",
+                        "gate",
+                    ]
+                },
+            ),
+            (
+                ("--outcome",),
+                {
+                    "choices": ["success", "failure", "cancelled", "skipped", "none"],
+                    "default": "none",
+                    "help": "pack: dvc repro's outcome (success: dvc.lock and outputs too)",
+                },
+            ),
+            (("--branch",), {"help": "publish: the pull request's branch"}),
+            (("--head",), {"help": "publish: the commit the results were trained from"}),
+            (("--bundle",), {"help": "publish: the bundle's sha256 (pack's output)"}),
+            (("--remote",), {"help": "push: DVC remote (default: core.remote)"}),
+        ],
     ),
     (
         ("manifests", "check"),

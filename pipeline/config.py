@@ -178,6 +178,14 @@ class MlflowParams:
 
 
 @dataclass(frozen=True)
+class ReleaseParams:
+    # refuse (on --push) a record vLLM on the cluster cannot serve: a builtin or local base,
+    # an adapter outside object storage, full weights. false only to rehearse the release loop
+    # with the built-in model
+    servable_check: bool = True
+
+
+@dataclass(frozen=True)
 class FeedbackParams:
     """Request logs -> Label Studio -> preference pairs (`llmops feedback sample|push|pull`)."""
 
@@ -246,6 +254,7 @@ class Params:
     drift: DriftParams
     ingest: IngestParams = field(default_factory=IngestParams)
     feedback: FeedbackParams = field(default_factory=FeedbackParams)
+    release: ReleaseParams = field(default_factory=ReleaseParams)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -117,7 +117,7 @@ def previous_record(env: str) -> dict:
     from pipeline.release.record import read_record
 
     commits = promotion_commits(env)
-    return read_record(env, f"{commits[0][0]}^") if commits else {}
+    return read_record(env, f"{commits[0].sha}^") if commits else {}
 
 
 def pod_hash(text: str) -> str:

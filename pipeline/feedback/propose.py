@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from pipeline.io import UserError
-from pipeline.release.promote import git, identity
+from pipeline.release.gitops import git, identity
 
 
 def added_pairs(prefs: Path) -> tuple[int, int]:
@@ -55,7 +55,7 @@ def propose(prefs: Path, base: str, today: dt.date | None = None) -> str | None:
     )
     git("switch", "-q", "-C", branch)
     git("add", "--", str(prefs))
-    git(*identity(), "commit", "-q", "-m", title, "-m", body)
+    git("commit", "-q", "-m", title, "-m", body, env=identity())
     git("push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}")
     existing = json.loads(gh("pr", "list", "--head", branch, "--state", "open", "--json", "url"))
     if not existing:

@@ -1,60 +1,66 @@
-"""`llmops promote ENV` and `llmops rollback ENV`: a release is one git commit.
+"""`llmops promote ENV` and `llmops rollback ENV`: a release is one git commit on the branch
+the environment's Argo CD Application tracks (argocd/applicationset.yaml).
 
-promote: checks the MLflow version (gate passed, built from this checkout's models/adapter,
-which must be in the DVC remote), uploads the adapter as a reproducible tar.gz next to the
-DVC storage, writes the environment's release record and model.env (production: also the
-champion the gate compares against), commits `promote: <model> vN to ENV`, points the MLflow
-alias ENV at vN, and for production tags `model-vN`. Promoting what is already there changes
-nothing. With --push the commit is pushed; if another promotion got there first, this one is
-redone on top of it, so both commits stay and they end serialized.
+promote staging: the MLflow version registered from this checkout (gate passed, adapter hash
+= `dvc.lock`'s, its DVC object in the remote) is archived next to the DVC storage (write-once:
+the same path always holds the same bytes) and written as the staging record.
 
-rollback: `git revert` of the newest promotion commit for ENV that is not reverted yet
-(history is kept, nothing is reset), then the MLflow alias follows the restored record.
+promote production --tag vX.Y.Z: exactly the version the staging record names at the tagged
+commit (version and adapter sha256), as long as that staging promotion was not rolled back;
+its champion is that version's own predictions (checked against the `dvc.lock` it was
+registered with), and the shared manifests are pinned to the tagged commit.
+
+Promoting what is already there commits nothing. Commits are built with git plumbing on the
+tip of the branch (pipeline/release/gitops.py): the working tree and what is staged there are
+never touched; `--push` pushes, and rebuilds on the new tip when another commit landed first.
+
+rollback: reverts (history kept) the environment's current promotion; `--release SHA256`
+reverts exactly the release with that id (an abort notification's), and does nothing when it
+is no longer current, so repeated notifications revert once; `--to V` reverts down to V.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import hashlib
 import io
-import json
-import os
 import re
-import subprocess
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from pipeline.config import load_params
-from pipeline.evaluate.champion import set_champion
-from pipeline.evaluate.scoring import PRIMARY
-from pipeline.io import UserError, read_json_object
-from pipeline.paths import ADAPTER_DIR, CHAMPION_PREDICTIONS, EVAL_METRICS, PARAMS
-from pipeline.release.record import check_env, read_record, write_record
-from pipeline.release.registry import client, model_version
+from pipeline.io import UserError
+from pipeline.paths import ADAPTER_DIR, CHAMPION_PREDICTIONS, PREDICTIONS
+from pipeline.release import gitops
+from pipeline.release.record import (
+    APPLICATIONSET,
+    PRODUCTION,
+    VLLM_LORA_RANKS,
+    check_env,
+    kustomization_path,
+    parse_record,
+    pin_shared,
+    record_path,
+    release_files,
+    release_id,
+    repo_url,
+    servable_problems,
+)
+from pipeline.release.registry import (
+    client,
+    mlflow_call,
+    model_version,
+    stale_stages,
+    version_tag,
+)
 from pipeline.tracking import dvc_hashes
 
-PRODUCTION = "production"
-IDENTITY = ["-c", "user.name=llmops", "-c", "user.email=llmops@localhost"]
-
-
-def identity() -> list[str]:
-    """git options for commits and tags: none where git knows who commits, else `llmops` (a
-    fresh demo machine)."""
-    return [] if git("config", "user.name", check=False) else IDENTITY
-
-
+STAGING = "staging"
 SUBJECT = re.compile(r"^promote: (?P<model>\S+) v(?P<version>\d+) to (?P<env>\S+)$")
-
-
-def git(*args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise UserError(
-            f"git {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}"
-        )
-    return proc.stdout.strip()
 
 
 def adapter_archive(adapter_dir: Path) -> bytes:
@@ -69,175 +75,132 @@ def adapter_archive(adapter_dir: Path) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def adapter_rank(adapter_dir: Path) -> int:
-    """vLLM's --max-lora-rank for the adapter: its r, rounded up to a rank vLLM accepts (full
-    weights need none; 16 is vLLM's default)."""
-    config = adapter_dir / "adapter_config.json"
-    r = json.loads(config.read_text())["r"] if config.exists() else 16
-    return next(x for x in (1, 8, 16, 32, 64, 128, 256, 320, 512) if x >= r)
+def adapter_rank(r: int) -> int:
+    """vLLM's --max-lora-rank for a LoRA of rank r: the smallest rank vLLM accepts that holds
+    it (16, vLLM's default, for full weights, which need none)."""
+    if r <= 0:
+        return 16
+    return next((x for x in VLLM_LORA_RANKS if x >= r), r)
 
 
-def publish_adapter(name: str, version: int) -> tuple[str, str]:
-    """Upload the adapter archive beside the DVC storage; (uri, sha256). Refuses an adapter
-    whose DVC object is not in the remote."""
+def tracked_branch(applicationset: Path = APPLICATIONSET) -> str:
+    """The branch the environments' Argo CD Applications sync from."""
+    spec = (yaml.safe_load(applicationset.read_text(encoding="utf-8")) or {}).get("spec", {})
+    ref = spec.get("template", {}).get("spec", {}).get("source", {}).get("targetRevision")
+    if not ref or ref == "HEAD":
+        raise UserError(f"{applicationset}: spec.template.spec.source.targetRevision is not set")
+    return ref
+
+
+def target_branch(push: bool) -> str:
+    """Where a release commit goes: with --push, the branch the Applications sync (on
+    origin); locally, the checked-out branch."""
+    if push:
+        return tracked_branch()
+    branch = gitops.current_branch()
+    if branch is None:
+        raise UserError("HEAD is detached: check out a branch, or use --push")
+    return branch
+
+
+def publish_adapter(name: str, version: int, write: bool = True) -> tuple[str, str]:
+    """Upload the adapter archive beside the DVC storage (with `write`); (uri, sha256).
+    Refuses an adapter whose DVC object is not in the remote, and a different archive where
+    one was published: a published release is never overwritten."""
     from dvc.repo import Repo
 
     md5 = dvc_hashes().get(str(ADAPTER_DIR))
     remote = Repo(".").cloud.get_remote()
-    if not md5 or not remote.odb.exists(md5):
+    try:
+        in_remote = bool(md5) and remote.odb.exists(md5)
+    except Exception as exc:  # any filesystem's error: name the remote, say what to do
+        raise UserError(f"DVC remote {remote.name!r} ({remote.path}) unreachable: {exc}") from None
+    if not in_remote:
         raise UserError(
             f"{ADAPTER_DIR} ({md5 or 'not in dvc.lock'}) is not in the DVC remote"
             f" {remote.name!r}: run `dvc push` first"
         )
     data = adapter_archive(ADAPTER_DIR)
+    sha256 = hashlib.sha256(data).hexdigest()
     fs = remote.fs
     target = fs.join(remote.path, "releases", name, f"v{version}", "adapter.tar.gz")
-    fs.makedirs(fs.parent(target), exist_ok=True)
-    with fs.open(target, "wb") as out:
-        out.write(data)
+    if fs.exists(target):
+        with fs.open(target, "rb") as fh:
+            published = hashlib.sha256(fh.read()).hexdigest()
+        if published != sha256:
+            raise UserError(
+                f"{target} already holds a different adapter (sha256 {published[:12]}, this one"
+                f" {sha256[:12]}): published releases are never overwritten"
+            )
+    elif write:
+        fs.makedirs(fs.parent(target), exist_ok=True)
+        with fs.open(target, "wb") as out:
+            out.write(data)
     if fs.protocol in ("local", "file"):  # a path, relative to the repository when inside it
-        uri = os.path.relpath(target) if Path(target).is_relative_to(Path.cwd()) else target
+        cwd = Path.cwd().resolve()
+        path = Path(target).resolve()
+        uri = str(path.relative_to(cwd)) if path.is_relative_to(cwd) else str(path)
     else:
         uri = target if "://" in target else f"{fs.protocol}://{target}"
-    return uri, hashlib.sha256(data).hexdigest()
+    return uri, sha256
 
 
-def build_record(env: str, name: str, version) -> dict:
-    """The release record for MLflow model version `version` of this checkout."""
-    hashes = dvc_hashes()
-    if version.tags.get("dvc.md5.models/adapter") != hashes.get(str(ADAPTER_DIR)):
-        raise UserError(
-            f"{name} v{version.version} was built from commit {version.tags.get('git_commit')},"
-            f" not from this checkout's {ADAPTER_DIR}: check that commit out and `dvc pull` first"
-        )
-    uri, sha256 = publish_adapter(name, int(version.version))
-    metrics, _ = read_json_object(EVAL_METRICS)
-    params_md5 = hashlib.md5(PARAMS.read_bytes()).hexdigest()
+def staging_record(name: str, mv, uri: str, sha256: str) -> dict:
+    """The record of MLflow version `mv`: a function of the version alone."""
+    tags = mv.tags
+    kind = tags.get("adapter_kind", "lora")
+    r = int(tags.get("adapter_rank") or 0)
     return {
-        "environment": env,
+        "environment": STAGING,
         "model": {
             "name": name,
-            "version": int(version.version),
-            "mlflow_run_id": version.run_id,
-            "base": load_params().model.base,
+            "version": int(mv.version),
+            "mlflow_run_id": mv.run_id,
+            "base": tags.get("model_base") or load_params().model.base,
             "adapter": {
                 "name": name.removeprefix("flywheel-"),
                 "uri": uri,
                 "sha256": sha256,
-                "rank": adapter_rank(ADAPTER_DIR),
+                "kind": kind,
+                "rank": adapter_rank(r if kind == "lora" else 0),
             },
         },
         "source": {
-            "commit": version.tags.get("git_commit"),
-            "data_md5": version.tags.get("dvc.md5.data/prepared"),
-            "adapter_md5": hashes.get(str(ADAPTER_DIR)),
-            "params_md5": params_md5,
+            "commit": tags.get("git_commit"),
+            "tag": version_tag(name, int(mv.version)),
+            "data_md5": tags.get("dvc.md5.data/prepared"),
+            "adapter_md5": tags.get("dvc.md5.models/adapter"),
+            "params_md5": tags.get("params_md5"),
         },
         "metrics": {
-            f"{task}.{metric}": metrics[task][metric]
-            for task, metric in PRIMARY.items()
-            if metrics and task in metrics
+            key.removeprefix("metric."): float(value)
+            for key, value in sorted(tags.items())
+            if key.startswith("metric.")
         },
     }
 
 
-def resolve_version(c, name: str, version: int | None, tag: str | None) -> int:
-    """--version N; or --tag, a git tag: the newest version registered from the tagged commit
-    or one before it; or the newest version."""
-    if version is not None:
-        return version
-    versions = c.search_model_versions(f"name = '{name}'")
-    if tag:
-        commit = git("rev-list", "-n", "1", tag)
-
-        def before_tag(v) -> bool:
-            source = v.tags.get("git_commit")
-            return (
-                bool(source)
-                and subprocess.run(
-                    ["git", "merge-base", "--is-ancestor", source, commit], capture_output=True
-                ).returncode
-                == 0
-            )
-
-        versions = [v for v in versions if before_tag(v)]
-        if not versions:
-            raise UserError(
-                f"no version of {name} was registered at or before {tag} ({commit[:12]})"
-            )
-    if not versions:
-        raise UserError(f"{name} has no registered version: run `llmops register` first")
-    return max(int(v.version) for v in versions)
+def check_servable(env: str, record: dict, push: bool) -> str:
+    """Refuse (with --push, when the record reaches the cluster) a record vLLM cannot serve,
+    unless params.yaml:release.servable_check is false; a warning line otherwise."""
+    problems = servable_problems(record)
+    if not problems:
+        return ""
+    text = "; ".join(problems)
+    if push and load_params().release.servable_check:
+        raise UserError(f"{env}: the cluster could not serve this release: {text}")
+    return f"note: {env} record is for local rehearsal only ({text})"
 
 
-def commit_promotion(env: str, name: str, version: int, record: dict) -> str | None:
-    """Write the release files and commit them; None when nothing changed."""
-    paths = write_record(env, record)
-    if env == PRODUCTION:
-        set_champion()
-        paths.append(CHAMPION_PREDICTIONS)
-    git("add", "--", *map(str, paths))
-    if not git("diff", "--cached", "--name-only"):
-        return None
-    subject = f"promote: {name} v{version} to {env}"
-    run = record["model"]["mlflow_run_id"]
-    body = f"Model-Version: {version}\nEnvironment: {env}\nMLflow-Run: {run}"
-    git(*identity(), "commit", "-q", "-m", subject, "-m", body)
-    return git("rev-parse", "HEAD")
+@dataclass(frozen=True)
+class Promotion:
+    sha: str
+    version: int
 
 
-def push_serialized(redo, attempts: int = 5) -> None:
-    """Push HEAD; when another promotion landed first, rebuild this one on top of it (the local
-    branch may hold nothing but this promotion commit) and push again."""
-    branch = git("rev-parse", "--abbrev-ref", "HEAD")
-    for _ in range(attempts):
-        if (
-            subprocess.run(["git", "push", "-q", "origin", branch], capture_output=True).returncode
-            == 0
-        ):
-            return
-        git("fetch", "-q", "origin", branch)
-        ahead = git("rev-list", f"origin/{branch}..HEAD").split()
-        if len(ahead) > 1:
-            raise UserError(f"{branch} has {len(ahead)} unpushed commits: push them, then promote")
-        git("reset", "-q", "--hard", f"origin/{branch}")
-        redo()
-    raise UserError(f"could not push the promotion after {attempts} attempts")
-
-
-def promote(
-    env: str, version: int | None = None, tag: str | None = None, push: bool = False
-) -> str:
-    check_env(env)
-    name = load_params().mlflow.registered_model
-    c = client()
-    number = resolve_version(c, name, version, tag)
-    mv = model_version(c, name, number)
-    if mv.tags.get("gate") != "passed":
-        raise UserError(f"{name} v{number} did not pass the gate: it is not promoted")
-    record = build_record(env, name, mv)
-
-    def apply() -> str | None:
-        return commit_promotion(env, name, number, record)
-
-    commit = apply()
-    if push and commit:
-        push_serialized(apply)
-    c.set_registered_model_alias(name, env, str(number))
-    if env == PRODUCTION:
-        tag_name = f"model-v{number}"
-        if not git("tag", "--list", tag_name):
-            git(*identity(), "tag", "-a", tag_name, "-m", f"{name} v{number} in production")
-            if push:
-                git("push", "-q", "origin", tag_name)
-    if commit is None:
-        return f"promote: {name} v{number} is already in {env}; nothing to commit"
-    return f"promote: {name} v{number} to {env} ({git('rev-parse', '--short', 'HEAD')})"
-
-
-def promotion_commits(env: str) -> list[tuple[str, int]]:
-    """(sha, version) of the promotion commits for `env` not reverted yet, newest first."""
-    log = git("log", "--format=%H%x00%s%x00%b%x1e", "--", str(Path("manifests/overlays") / env))
+def promotion_commits(env: str, tip: str = "HEAD") -> list[Promotion]:
+    """Promotion commits of `env` reachable from `tip` and not reverted, newest first."""
+    log = gitops.git("log", "--format=%H%x00%s%x00%b%x1e", tip, "--", str(record_path(env).parent))
     reverted, found = set(), []
     for entry in filter(None, (e.strip() for e in log.split("\x1e"))):
         sha, subject, body = entry.split("\x00")
@@ -247,58 +210,290 @@ def promotion_commits(env: str) -> list[tuple[str, int]]:
             continue
         match = SUBJECT.match(subject)
         if match and match["env"] == env and sha not in reverted:
-            found.append((sha, int(match["version"])))
+            found.append(Promotion(sha, int(match["version"])))
     return found
 
 
-def rollback(env: str, to: str | None = None, push: bool = False) -> str:
-    """Revert promotions of `env`, newest first: one, or down to version/tag `to`."""
-    check_env(env)
-    if git("status", "--porcelain", "--untracked-files=no"):
-        raise UserError("the working tree has uncommitted changes: commit or stash them first")
-    target = int(to.removeprefix("model-v").removeprefix("v")) if to else None
-    done = []
-    for sha, version in promotion_commits(env):
-        if target is not None and read_record(env).get("model", {}).get("version") == target:
-            break
-        changed = set(git("show", "--name-only", "--format=", sha).split())
-        allowed = {
-            f"manifests/overlays/{env}/model-release.yaml",
-            f"manifests/overlays/{env}/model.env",
-            str(CHAMPION_PREDICTIONS),
-        }
-        if not changed <= allowed:
-            raise UserError(
-                f"{sha[:12]} changes more than a release ({sorted(changed - allowed)}):"
-                " not reverted"
-            )
-        git(*identity(), "revert", "--no-edit", sha)
-        done.append(version)
-        if target is None:
-            break
-    if not done:
-        raise UserError(
-            f"no promotion of {env} to revert" + (f" down to v{target}" if target else "")
-        )
-    now = read_record(env).get("model", {}).get("version")
-    if target is not None and now != target:
-        raise UserError(
-            f"{env} never ran v{target}: reverted {done}, now at v{now}; `git reset` to undo"
-        )
-    if push:
-        git("push", "-q", "origin", git("rev-parse", "--abbrev-ref", "HEAD"))
-    name = load_params().mlflow.registered_model
-    c = client()
-    if now:
-        c.set_registered_model_alias(name, env, str(now))
-    else:
-        from mlflow.exceptions import MlflowException
+def commit_message(name: str, version: int, env: str, record: dict, data: bytes, **extra) -> str:
+    body = {
+        "Model-Version": version,
+        "Environment": env,
+        "MLflow-Run": record["model"]["mlflow_run_id"],
+        "Adapter-SHA256": record["model"]["adapter"]["sha256"],
+        "Release-SHA256": release_id(data),
+        **extra,
+    }
+    lines = "\n".join(f"{k}: {v}" for k, v in body.items())
+    return f"promote: {name} v{version} to {env}\n\n{lines}\n"
 
-        with contextlib.suppress(MlflowException):  # no alias to remove
-            c.delete_registered_model_alias(name, env)
-    reverted = ", ".join(f"v{v}" for v in done)
-    head = git("rev-parse", "--short", "HEAD")
-    return f"rollback: reverted {reverted} in {env}; now v{now} ({head})"
+
+def require_clean(paths: list[str]) -> None:
+    """Refuse when inputs the promotion reads differ from HEAD (uncommitted or staged)."""
+    dirty = gitops.git("status", "--porcelain", "--untracked-files=no", "--", *paths)
+    if dirty:
+        raise UserError(
+            f"uncommitted changes to what a promotion reads ({', '.join(paths)}): commit them"
+            " first, so the release names a commit that holds them"
+        )
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a promotion commits: the record, and for production the champion and the commit
+    the shared manifests are pinned to."""
+
+    version: int
+    record: dict
+    champion: bytes | None = None
+    pinned: str | None = None
+    released_from: str = ""
+    upload: bool = False  # publish the adapter archive before committing the record
+
+
+def staging_release(name: str, version: int | None) -> Release:
+    """The version registered from this checkout, published and recorded for staging."""
+    require_clean(["dvc.lock", "params.yaml", "metrics"])
+    adapter_md5 = dvc_hashes().get(str(ADAPTER_DIR))
+    c = client()
+    if version is None:
+        matches = mlflow_call(
+            "search",
+            c.search_model_versions,
+            f"name = '{name}' and tag.`dvc.md5.models/adapter` = '{adapter_md5}'",
+        )
+        if not matches:
+            raise UserError(
+                f"no version of {name} was registered from this checkout's {ADAPTER_DIR}"
+                f" ({adapter_md5}): run `llmops register` first"
+            )
+        version = max(int(v.version) for v in matches)
+    mv = model_version(c, name, version)
+    if mv.tags.get("gate") != "passed":
+        raise UserError(f"{name} v{version} did not pass the gate: it is not promoted")
+    if mv.tags.get("dvc.md5.models/adapter") != adapter_md5:
+        raise UserError(
+            f"{name} v{version} was built from commit {mv.tags.get('git_commit')}, not from"
+            f" this checkout's {ADAPTER_DIR}: check that commit out and `dvc pull` first"
+        )
+    if stale_stages("dpo"):
+        raise UserError(f"{ADAPTER_DIR} is not the one dvc.lock names: run `dvc checkout` first")
+    uri, sha256 = publish_adapter(name, version, write=False)  # uploaded once accepted
+    return Release(version, staging_record(name, mv, uri, sha256), upload=True)
+
+
+def champion_of(mv) -> bytes:
+    """The version's own per-example predictions, from the commit it was registered at and
+    checked against the hash its `dvc.lock` recorded."""
+    commit = mv.tags.get("git_commit")
+    want = mv.tags.get(f"dvc.md5.{PREDICTIONS}")
+    data = gitops.read_at(commit, PREDICTIONS) if commit else None
+    if data is None or hashlib.md5(data).hexdigest() != want:
+        raise UserError(
+            f"v{mv.version}'s predictions are not at its commit {commit} (md5 {want}):"
+            f" fetch that commit (`git fetch origin`) and retry"
+        )
+    return data
+
+
+def staging_release_at(ref: str, tip: str) -> dict:
+    """The record staging ran at `ref`, refused when it is no release or when its staging
+    promotion was rolled back before `tip`."""
+    data = gitops.read_at(ref, record_path(STAGING))
+    record = parse_record(data)
+    version = (record.get("model") or {}).get("version")
+    now = parse_record(gitops.read_at(tip, record_path(STAGING))).get("model", {})
+    in_staging = f"staging now runs v{now.get('version')} ({now.get('adapter', {}).get('sha256')})"
+    if not version:
+        raise UserError(f"staging ran no model at {ref[:12]}: nothing to release ({in_staging})")
+    introduced = [
+        p.sha
+        for p in promotion_commits(STAGING, ref)
+        if gitops.read_at(p.sha, record_path(STAGING)) == data
+    ]
+    if not introduced:
+        raise UserError(f"no promotion commit set staging's record at {ref[:12]} ({in_staging})")
+    live = {p.sha for p in promotion_commits(STAGING, tip)}
+    if introduced[0] not in live:
+        raise UserError(
+            f"v{version} was rolled back in staging after {ref[:12]} (its promotion"
+            f" {introduced[0][:12]} is reverted): it is not released; {in_staging}"
+        )
+    return record
+
+
+def production_release(name: str, tag: str | None, branch: str, push: bool) -> Release:
+    """Exactly what staging ran at the tagged commit, with its own champion."""
+    ref = gitops.resolve(tag or "HEAD")
+    if ref is None:
+        raise UserError(f"--tag {tag}: no such tag or commit here (`git fetch --tags`)")
+    if push:
+        gitops.git("fetch", "-q", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+    tip = gitops.resolve(f"refs/remotes/origin/{branch}" if push else f"refs/heads/{branch}")
+    if tip is None or not gitops.is_ancestor(ref, tip):
+        raise UserError(f"{tag or ref[:12]} is not on {branch}: tag a commit of {branch}")
+    record = {**staging_release_at(ref, tip), "environment": PRODUCTION}
+    number = record["model"]["version"]
+    mv = model_version(client(), name, number)
+    if mv.tags.get("gate") != "passed" or mv.run_id != record["model"]["mlflow_run_id"]:
+        raise UserError(f"MLflow's {name} v{number} is not the one staging ran: not released")
+    return Release(number, record, champion_of(mv), ref, f"{tag or ref[:12]} ({ref})")
+
+
+def promote(
+    env: str, version: int | None = None, tag: str | None = None, push: bool = False
+) -> str:
+    check_env(env)
+    name = load_params().mlflow.registered_model
+    branch = target_branch(push)
+    if env == PRODUCTION:
+        if version is not None:
+            raise UserError("production takes what staging ran: name a release with --tag")
+        release = production_release(name, tag, branch, push)
+    else:
+        release = staging_release(name, version)
+    record = {**release.record, "environment": env}
+    notes = [check_servable(env, record, push)]
+    if release.upload:
+        publish_adapter(name, release.version)
+    files = release_files(env, record)
+    trailer = {"Released-From": release.released_from} if release.released_from else {}
+    message = commit_message(
+        name, release.version, env, record, files[record_path(env).as_posix()], **trailer
+    )
+
+    def build(parent: str) -> str | None:
+        content: dict[str, bytes | None] = dict(files)
+        if release.champion is not None:
+            content[CHAMPION_PREDICTIONS.as_posix()] = release.champion
+        if release.pinned:
+            kpath = kustomization_path(env)
+            current = (gitops.read_at(parent, kpath) or b"").decode()
+            content[kpath.as_posix()] = pin_shared(current, repo_url(), release.pinned).encode()
+        return gitops.commit_files(parent, content, message)
+
+    landed = gitops.land(branch, build, push)
+    notes.append(sync_alias(name, env, release.version))
+    notes.append(landed.local_note)
+    tail = "".join(f"\n{n}" for n in notes if n)
+    if landed.commit is None:
+        return f"promote: {name} v{release.version} is already in {env}; nothing to commit{tail}"
+    where = f"pushed to origin/{branch}" if landed.pushed else f"on {branch}"
+    return f"promote: {name} v{release.version} to {env} ({landed.commit[:12]}, {where}){tail}"
+
+
+RELEASE_PATHS = ("model-release.yaml", "model.env", "kustomization.yaml")
+
+
+def revert_commit(env: str, parent: str, promotion: Promotion) -> str:
+    """A revert of `promotion` on `parent`, refused unless it is what runs at `parent`."""
+    allowed = {(record_path(env).parent / p).as_posix() for p in RELEASE_PATHS}
+    allowed.add(CHAMPION_PREDICTIONS.as_posix())
+    changed = gitops.changed_paths(promotion.sha)
+    if not changed <= allowed:
+        raise UserError(
+            f"{promotion.sha[:12]} changes more than a release ({sorted(changed - allowed)}):"
+            " not reverted"
+        )
+    files = {}
+    for path in changed:
+        if gitops.read_at(parent, path) != gitops.read_at(promotion.sha, path):
+            raise UserError(
+                f"{path} changed after {promotion.sha[:12]}: v{promotion.version} is not what"
+                f" runs in {env}; revert by hand"
+            )
+        files[path] = gitops.read_at(f"{promotion.sha}^", path)
+    subject = gitops.git("log", "-1", "--format=%s", promotion.sha)
+    message = f'Revert "{subject}"\n\nThis reverts commit {promotion.sha}.\n'
+    commit = gitops.commit_files(parent, files, message)
+    if commit is None:
+        raise UserError(f"reverting {promotion.sha[:12]} changes nothing")
+    return commit
+
+
+def release_history(env: str, tip: str) -> dict[str, int]:
+    """{release id: version} of every record `env` ever had up to `tip`."""
+    log = gitops.git("log", "--format=%H", tip, "--", str(record_path(env)))
+    ids = {}
+    for sha in log.split():
+        data = gitops.read_at(sha, record_path(env))
+        if data:
+            ids[release_id(data)] = parse_record(data).get("model", {}).get("version")
+    return ids
+
+
+def rollback(
+    env: str, to: str | None = None, push: bool = False, release: str | None = None
+) -> str:
+    """Revert promotions of `env`: the current one, the one with release id `release` (and
+    nothing when it no longer runs), or down to version `to`."""
+    check_env(env)
+    target = int(to.removeprefix("model-v").removeprefix("v").split("@v")[-1]) if to else None
+    outcome: dict = {}
+
+    def build(parent: str) -> str | None:
+        outcome.clear()
+        data = gitops.read_at(parent, record_path(env))
+        now = parse_record(data).get("model", {}).get("version")
+        if release and (data is None or release_id(data) != release):
+            known = release_history(env, parent)
+            if release not in known:
+                raise UserError(f"{env} never ran a release with id {release}: nothing reverted")
+            outcome["noop"] = (
+                f"rollback: release {release[:12]} (v{known[release]}) no longer runs in {env}"
+                f" (now v{now}): nothing to revert"
+            )
+            return None
+        head, done = parent, []
+        for promotion in promotion_commits(env, parent):
+            current = parse_record(gitops.read_at(head, record_path(env))).get("model", {})
+            if target is not None and current.get("version") == target:
+                break
+            head = revert_commit(env, head, promotion)
+            done.append(promotion.version)
+            if target is None:
+                break
+        if not done:
+            raise UserError(
+                f"no promotion of {env} to revert" + (f" down to v{target}" if target else "")
+            )
+        now = parse_record(gitops.read_at(head, record_path(env))).get("model", {}).get("version")
+        if target is not None and now != target:
+            raise UserError(f"{env} never ran v{target}: nothing reverted")
+        outcome.update(done=done, now=now)
+        return head
+
+    landed = gitops.land(target_branch(push), build, push)
+    if landed.commit is None:
+        return outcome["noop"]
+    name = load_params().mlflow.registered_model
+    sync_alias(name, env, outcome["now"])
+    reverted = ", ".join(f"v{v}" for v in outcome["done"])
+    note = f"\n{landed.local_note}" if landed.local_note else ""
+    now = f"now v{outcome['now']} ({landed.commit[:12]})"
+    return f"rollback: reverted {reverted} in {env}; {now}{note}"
+
+
+def sync_alias(name: str, env: str, version: int | None) -> str:
+    """Point the MLflow alias `env` at `version` (remove it for none); what changed."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        before = str(c.get_model_version_by_alias(name, env).version)
+    except MlflowException:
+        before = None
+    after = str(version) if version else None
+    if before == after:
+        return ""
+    if after:
+        mlflow_call("move the alias", c.set_registered_model_alias, name, env, after)
+    else:
+        mlflow_call("remove the alias", c.delete_registered_model_alias, name, env)
+
+    def shown(version: str | None) -> str:
+        return f"v{version}" if version else "none"
+
+    return f"MLflow alias {env}: {shown(before)} -> {shown(after)} (git wins)"
 
 
 def main_promote(args: argparse.Namespace) -> int:
@@ -307,5 +502,5 @@ def main_promote(args: argparse.Namespace) -> int:
 
 
 def main_rollback(args: argparse.Namespace) -> int:
-    print(rollback(args.env, args.to, args.push))
+    print(rollback(args.env, args.to, args.push, args.release))
     return 0

@@ -1,70 +1,91 @@
 """`llmops status [ENV]`: what runs where, with its lineage, read from git.
 
-model version -> MLflow run -> training commit -> data hash, and the promotion commit that
-put it there. The MLflow alias of each environment is shown beside it when the tracking
-server answers; git wins where they disagree.
+version -> its tag (`<model>@vN`) -> the commit it was registered from -> data hash, the
+promotion commit that put it there, its release id (what an abort notification names) and,
+for production, the commit its shared manifests are pinned to. Git is the source of truth:
+where the MLflow alias of an environment disagrees, status moves the alias to what git says
+(when the tracking server answers) and says so.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from pipeline.config import load_params
-from pipeline.release.promote import git
-from pipeline.release.record import environments, read_record, record_path
+from pipeline.io import UserError
+from pipeline.release.gitops import git
+from pipeline.release.record import (
+    environments,
+    kustomization_path,
+    pinned_ref,
+    read_record,
+    record_path,
+    release_id,
+)
 
 
-def status_rows(envs: list[str]) -> list[dict]:
-    rows = []
-    for env in envs:
-        record = read_record(env)
-        model, source = record.get("model", {}), record.get("source", {})
-        rows.append(
-            {
-                "env": env,
-                "version": model.get("version"),
-                "run": model.get("mlflow_run_id"),
-                "commit": source.get("commit"),
-                "data_md5": source.get("data_md5"),
-                "promoted_by": git("log", "-1", "--format=%h %s", "--", str(record_path(env))),
-                "metrics": record.get("metrics", {}),
-            }
-        )
-    return rows
+@dataclass(frozen=True)
+class EnvStatus:
+    env: str
+    version: int | None
+    tag: str | None
+    run: str | None
+    commit: str | None
+    data_md5: str | None
+    release: str
+    promoted_by: str
+    manifests_ref: str | None
+    metrics: dict
 
 
-def aliases(name: str) -> dict[str, str]:
-    from mlflow.exceptions import MlflowException
-
-    from pipeline.release.registry import client
-
-    try:
-        model = client().get_registered_model(name)
-    except (MlflowException, OSError):  # nothing registered yet, or no server
-        return {}
-    return {k: str(v) for k, v in (model.aliases or {}).items()}
+def env_status(env: str) -> EnvStatus:
+    record = read_record(env)
+    model, source = record.get("model", {}), record.get("source", {})
+    return EnvStatus(
+        env=env,
+        version=model.get("version"),
+        tag=source.get("tag"),
+        run=model.get("mlflow_run_id"),
+        commit=source.get("commit"),
+        data_md5=source.get("data_md5"),
+        release=release_id(record_path(env).read_bytes()),
+        promoted_by=git("log", "-1", "--format=%h %s", "--", str(record_path(env))),
+        manifests_ref=pinned_ref(kustomization_path(env).read_text(encoding="utf-8")),
+        metrics=record.get("metrics", {}),
+    )
 
 
 def short(value: str | None) -> str:
     return (value or "-")[:12]
 
 
+def reconcile(name: str, row: EnvStatus) -> str:
+    """Move the MLflow alias to git's version; what changed, or why it could not."""
+    from pipeline.release.promote import sync_alias
+
+    try:
+        return sync_alias(name, row.env, row.version)
+    except UserError as exc:
+        return f"MLflow alias {row.env} not checked: {exc}"
+
+
 def main(args: argparse.Namespace) -> int:
     envs = [args.env] if args.env else environments()
     name = load_params().mlflow.registered_model
-    alias = aliases(name)
-    for row in status_rows(envs):
-        mlflow_says = alias.get(row["env"])
-        drift = (
-            f" (MLflow alias says v{mlflow_says}; git wins)"
-            if mlflow_says and mlflow_says != str(row["version"])
-            else ""
-        )
+    for env in envs:
+        row = env_status(env)
+        pinned = f"\n  manifests pinned to {short(row.manifests_ref)}" if row.manifests_ref else ""
+        metrics = ", ".join(f"{k} {v}" for k, v in row.metrics.items()) or "-"
         print(
-            f"{row['env']}: {name} v{row['version']}{drift}\n"
-            f"  MLflow run {short(row['run'])} <- commit {short(row['commit'])}"
-            f" <- data {short(row['data_md5'])}\n"
-            f"  promoted by {row['promoted_by'] or '-'}\n"
-            f"  metrics: {', '.join(f'{k} {v}' for k, v in row['metrics'].items()) or '-'}"
+            f"{row.env}: {name} v{row.version}"
+            f"  (tag {row.tag or '-'}, release {short(row.release)})\n"
+            f"  MLflow run {short(row.run)} <- commit {short(row.commit)}"
+            f" <- data {short(row.data_md5)}\n"
+            f"  promoted by {row.promoted_by or '-'}{pinned}\n"
+            f"  metrics: {metrics}"
         )
+        note = reconcile(name, row) if args.reconcile else ""
+        if note:
+            print(f"  {note}")
     return 0

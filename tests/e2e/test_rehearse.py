@@ -76,7 +76,7 @@ def promoted(workspace, tmp_path):
     """A copy of the workspace whose candidate is staging's current release."""
     repo = tmp_path / "repo"
     shutil.copytree(workspace, repo, symlinks=True)
-    run(["dvc", "remote", "modify", "local", "url", str(tmp_path / "dvc-remote")], cwd=repo)
+    run(["dvc", "remote", "modify", "storage", "url", str(tmp_path / "dvc-remote")], cwd=repo)
     run(["git", "add", "-A"], cwd=repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", "results"],
         cwd=repo)  # fmt: skip

@@ -39,13 +39,12 @@ class Story:
         return self.sh("git", *args).stdout.strip()
 
     def model_config(self, env):
-        """MODEL_VERSION in the rendered overlay, as Argo CD would apply it."""
-        out = self.sh("kubectl", "kustomize", f"manifests/overlays/{env}").stdout
-        (cm,) = [
-            d
-            for d in yaml.safe_load_all(out)
-            if d and d["metadata"]["name"].startswith("vllm-model-")
-        ]
+        """MODEL_VERSION in the rendered overlay, as Argo CD would apply it (production's pinned
+        shared manifests fetched from this clone)."""
+        from pipeline.deploy.manifests import render
+
+        objs = render(self.repo / "manifests/overlays" / env)
+        (cm,) = [d for d in objs if d["metadata"]["name"].startswith("vllm-model-")]
         return cm["data"]["MODEL_VERSION"]
 
     def set_params(self, section, key, value):
@@ -64,7 +63,8 @@ def story(workspace, tmp_path):
         s = Story(repo, url)
         s.git("config", "user.name", "release-bot")
         s.git("config", "user.email", "release-bot@localhost")
-        s.sh("dvc", "remote", "modify", "local", "url", str(tmp_path / "dvc-remote"))
+        s.sh("dvc", "remote", "modify", "storage", "url", str(tmp_path / "dvc-remote"))
+        s.set_params("release", "servable_check", False)  # vLLM cannot serve the tiny model
         s.git("add", "-A")
         s.git("commit", "-q", "-m", "pipeline results")
         s.git("remote", "add", "origin", str(tmp_path / "origin.git"))
@@ -84,9 +84,10 @@ def test_release_story(story):
     s.git("checkout", "-q", "main")
     s.git("merge", "-q", "--no-ff", "-m", "Merge pr/tolerance", "pr/tolerance")
 
-    # register: once per run
+    # register: once per run, and the version is a git tag on the commit it came from
     assert "registered flywheel-notices v1" in s.sh("llmops", "register").stdout
     assert "already registered as flywheel-notices v1" in s.sh("llmops", "register").stdout
+    assert s.git("rev-list", "-n1", "flywheel-notices@v1") == s.git("rev-parse", "HEAD")
 
     # an adapter that is not in the DVC remote is refused, and nothing is committed
     head = s.git("rev-parse", "HEAD")
@@ -95,17 +96,21 @@ def test_release_story(story):
     assert s.git("rev-parse", "HEAD") == head and s.git("status", "--porcelain") == ""
     s.sh("dvc", "push", "-q")
 
+    refused = s.sh("llmops", "promote", "staging", "--push", check=False)
+    assert refused.returncode == 2 and "not on origin: push them first" in refused.stderr
+    s.git("push", "-q", "origin", "main")
     s.sh("llmops", "promote", "staging", "--push")
     assert s.git("log", "-1", "--format=%s") == "promote: flywheel-notices v1 to staging"
     assert s.model_config("staging") == "1" and s.model_config("production") == "0"
     assert "already in staging" in s.sh("llmops", "promote", "staging").stdout
     assert s.git("rev-parse", "HEAD") == s.git("rev-parse", "origin/main")
 
-    # a person's release tag promotes to production: annotated model tag, champion updated
+    # a person's release tag promotes what staging ran there: its champion, pinned manifests
     s.git("tag", "-a", "v1.0.0", "-m", "release 1.0.0")  # on main, after the staging promotion
     s.sh("llmops", "promote", "production", "--tag", "v1.0.0")
     assert s.model_config("production") == "1"
-    assert "model-v1" in s.git("tag", "--list")
+    kustomization = (s.repo / "manifests/overlays/production/kustomization.yaml").read_text()
+    assert f"manifests/base?ref={s.git('rev-list', '-n1', 'v1.0.0')}" in kustomization
     champion_v1 = (s.repo / "champion/predictions.jsonl").read_text()
     assert champion_v1 == (s.repo / "metrics/predictions.jsonl").read_text()
 
@@ -116,8 +121,11 @@ def test_release_story(story):
     s.git("commit", "-q", "-m", "dpo: 40 steps")
     s.sh("dvc", "push", "-q")
     assert "registered flywheel-notices v2" in s.sh("llmops", "register").stdout
+    refused = s.sh("llmops", "promote", "production", "--version", "2", check=False)
+    assert refused.returncode == 2 and "takes what staging ran" in refused.stderr
     s.sh("llmops", "promote", "staging")
-    s.sh("llmops", "promote", "production", "--version", "2")
+    s.git("tag", "-a", "v1.1.0", "-m", "release 1.1.0")
+    s.sh("llmops", "promote", "production", "--tag", "v1.1.0")
     assert s.model_config("production") == "2"
     assert (s.repo / "champion/predictions.jsonl").read_text() != champion_v1
     # the gate last compared against v1; with v2 the champion, it must run again
@@ -204,3 +212,21 @@ def test_two_promotions_racing_for_one_environment_end_serialized(story, tmp_pat
     last = next(x for x in subjects if x.startswith("promote:"))
     s.git("checkout", "-q", "origin/main")
     assert f"v{s.model_config('staging')} to staging" in last
+
+
+def test_a_pushed_release_the_cluster_cannot_serve_is_refused_and_commits_nothing(story):
+    s = story
+    s.set_params("release", "servable_check", True)
+    s.git("commit", "-qam", "release: check servability")
+    s.git("push", "-q", "origin", "main")
+    s.sh("dvc", "push", "-q")
+    s.sh("llmops", "register")
+    head = s.git("rev-parse", "HEAD")
+    refused = s.sh("llmops", "promote", "staging", "--push", check=False)
+    assert refused.returncode == 2
+    assert "the cluster could not serve this release" in refused.stderr
+    assert "builtin:tiny" in refused.stderr and "train.method to lora" in refused.stderr
+    assert s.git("rev-parse", "HEAD") == head and s.git("status", "--porcelain") == ""
+    assert s.git("rev-parse", "origin/main") == head
+    local = s.sh("llmops", "promote", "staging")  # a local rehearsal: committed, with a note
+    assert local.returncode == 0 and "for local rehearsal only" in local.stdout

@@ -2,6 +2,8 @@
 real validators: CRD schemas, kubernetes-validate, promtool."""
 
 import copy
+import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -23,10 +25,12 @@ from pipeline.deploy.manifests import (
     targets,
 )
 from pipeline.io import UserError
+from pipeline.release.record import release_files
 
 from ..conftest import ROOT
 
 OVERLAYS = ["staging", "production"]
+APPSET = "argocd/applicationset.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +167,11 @@ def test_a_new_release_record_changes_only_the_model_configmap_and_pod_template(
     shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
     overlay = tmp_path / "manifests/overlays/production"
     before = render(overlay)
-    env = (overlay / "model.env").read_text()
-    (overlay / "model.env").write_text(
-        env.replace("MODEL_VERSION=0", "MODEL_VERSION=7").replace("/v0/", "/v7/")
-    )
-    record = (overlay / "model-release.yaml").read_text()
-    (overlay / "model-release.yaml").write_text(record.replace("version: 0", "version: 7"))
+    record = yaml.safe_load((overlay / "model-release.yaml").read_text())
+    record["model"]["version"] = 7
+    record["model"]["adapter"]["uri"] = record["model"]["adapter"]["uri"].replace("/v0/", "/v7/")
+    for path, data in release_files("production", record).items():
+        (tmp_path / path).write_bytes(data)
     after = render(overlay)
 
     def key(o):
@@ -185,7 +188,13 @@ def test_a_new_release_record_changes_only_the_model_configmap_and_pod_template(
     r_old, r_new = old["Rollout", "vllm"], new["Rollout", "vllm"]
     assert r_old["spec"]["template"] != r_new["spec"]["template"]
     r_old["spec"].pop("template"), r_new["spec"].pop("template")
-    assert r_old == r_new  # nothing but the pod template
+    a_old, a_new = (r["metadata"].pop("annotations") for r in (r_old, r_new))
+    assert r_old == r_new  # nothing but the pod template and the release's annotations
+    assert {k for k in a_old if a_old[k] != a_new[k]} == {
+        "flywheel.io/model-version",
+        "flywheel.io/release-sha256",
+    }
+    assert a_new["flywheel.io/model-version"] == "7"
 
 
 def test_promtool_unit_tests_cover_every_alert_firing_and_not(rendered, tmp_path):
@@ -303,3 +312,55 @@ def test_drift_script_counts_a_drift_verdict_as_done_and_fails_on_errors(
         f"python -m pipeline.cli drift --logs /logs/{yesterday} "
         "--pushgateway http://flywheel-pushgateway:9091"
     )
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_an_abort_notifies_once_naming_the_release_and_rollbacks_are_fast(rendered, env):
+    """progressDeadlineAbort: pods that never become ready abort (and notify); one trigger per
+    failure (a failed analysis aborts, so on-analysis-run-failed would send a second); the
+    Rollout's annotations carry the release the payload names; rollbackWindow skips the
+    canary when going back to a recent release."""
+    rollout = by_kind(rendered[env], "Rollout")
+    spec, annotations = rollout["spec"], rollout["metadata"]["annotations"]
+    assert spec["progressDeadlineAbort"] is True and spec["progressDeadlineSeconds"] > 0
+    assert spec["rollbackWindow"]["revisions"] >= 1
+    subscriptions = [k for k in annotations if k.startswith("notifications.argoproj.io/")]
+    assert subscriptions == ["notifications.argoproj.io/subscribe.on-rollout-aborted.github"]
+    record = (ROOT / "manifests/overlays" / env / "model-release.yaml").read_bytes()
+    model = by_kind(rendered[env], "ConfigMap", "vllm-model-")["data"]
+    assert annotations["flywheel.io/release-sha256"] == model["RELEASE_SHA256"]
+    assert model["RELEASE_SHA256"] == hashlib.sha256(record).hexdigest()
+    assert annotations["flywheel.io/model-version"] == model["MODEL_VERSION"]
+    notifications = yaml.safe_load((ROOT / "argocd/notifications.yaml").read_text())["data"]
+    body = notifications["template.rollout-aborted-dispatch"]
+    assert '"flywheel.io/release-sha256"' in body and '"release_sha256"' in body
+    assert set(k for k in notifications if k.startswith("trigger.")) == {
+        "trigger.on-rollout-aborted"
+    }
+
+
+def test_production_pins_the_shared_manifests_it_references_to_one_commit(tmp_path):
+    """Once released, production renders the base and components at the released commit,
+    fetched (here) from this clone; a base change after it reaches staging only."""
+    from pipeline.release.record import pin_shared, repo_url
+
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    overlay = tmp_path / "production"
+    shutil.copytree(ROOT / "manifests/overlays/production", overlay)
+    kustomization = overlay / "kustomization.yaml"
+    kustomization.write_text(pin_shared(kustomization.read_text(), repo_url(ROOT / APPSET), head))
+    # a scratch overlay outside the clone: map the repository's URL to it by hand
+    env = {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{ROOT.as_uri()}.insteadOf",
+        "GIT_CONFIG_VALUE_0": repo_url(ROOT / APPSET),
+    }
+    proc = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)],
+        capture_output=True, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    pinned = {o["kind"] for o in yaml.safe_load_all(proc.stdout) if o}
+    assert {"Rollout", "AnalysisTemplate", "HorizontalPodAutoscaler"} <= pinned
