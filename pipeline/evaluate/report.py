@@ -1,11 +1,15 @@
 """`llmops report --base REF`: the pull-request comment, as Markdown plus PNG plots.
 
 Run: llmops report --base origin/main --out reports/pr && cml comment update reports/pr/report.md
+(no --publish: the comment carries its plots itself)
 
-Sections, most important first: the gate verdict; the metric diff (`dvc metrics diff --md`);
-the params diff (`dvc params diff --md`); per-slice deltas with paired-bootstrap intervals,
-regressions first; the examples whose verdict changed (right -> wrong first); plots referenced
-by relative path. Works when REF has no metrics yet (first run) and when the gate failed.
+Sections, most important first: the gate verdict (failed checks first); the metric diff
+(`dvc metrics diff --md`); the params diff (`dvc params diff --md`); per-slice deltas with
+paired-bootstrap intervals, regressions first; the examples whose verdict changed (right ->
+wrong first); the plots inline (the loss curve as a Mermaid chart, which GitHub draws, the
+confusion matrix as a table), so nothing is uploaded to an asset host. PNG versions are
+written beside report.md for local viewing. Works when REF has no metrics yet (first run) and
+when the gate failed.
 """
 
 from __future__ import annotations
@@ -248,6 +252,75 @@ def plots(out: Path, base: str, deltas: list[dict]) -> tuple[list[str], bool]:
     return names, has_cjk
 
 
+MAX_CHART_POINTS = 30
+
+
+def evenly_spaced(count: int, most: int) -> list[int]:
+    """Up to `most` indices into `count` points, first and last included."""
+    n = min(count, most)
+    if n <= 1:
+        return list(range(n))
+    return sorted({round(i * (count - 1) / (n - 1)) for i in range(n)})
+
+
+def mermaid_loss(base: str) -> str:
+    """The training loss as a Mermaid chart, which GitHub draws inside the comment: plots
+    reach the pull request without being uploaded anywhere."""
+    curves = [
+        (label, *_loss(text))
+        for label, text in (
+            (f"`{base}`", git_show(base, LOSS_CURVE)),
+            ("this change", LOSS_CURVE.read_text() if LOSS_CURVE.exists() else None),
+        )
+    ]
+    curves = [c for c in curves if c[1]]
+    if not curves:
+        return "_No training loss recorded._\n"
+    charts = []
+    same_steps = len(curves) == 2 and curves[0][1] == curves[1][1]
+    groups = [curves] if same_steps else [[c] for c in curves]
+    for group in groups:
+        steps = group[0][1]
+        keep = evenly_spaced(len(steps), MAX_CHART_POINTS)
+        labels = " and ".join(label for label, *_ in group)
+        lines = [
+            "```mermaid",
+            "xychart-beta",
+            f'    title "Training loss: {labels.replace("`", "")}"',
+            f'    x-axis "step" [{", ".join(str(int(steps[i])) for i in keep)}]',
+            '    y-axis "loss"',
+            *(
+                f"    line [{', '.join(f'{losses[i]:.3f}' for i in keep)}]"
+                for _, _, losses in group
+            ),
+            "```",
+        ]
+        if len(group) == 2:
+            lines.append(f"_Lines: {group[0][0]} first, {group[1][0]} second._")
+        charts.append("\n".join(lines))
+    return "\n\n".join(charts) + "\n"
+
+
+def confusion_table() -> str:
+    """The classify confusion matrix as a Markdown table (rows: actual, columns: predicted)."""
+    if not CONFUSION.exists():
+        return ""
+    pairs = list(csv.DictReader(io.StringIO(CONFUSION.read_text())))
+    labels = sorted({p["actual"] for p in pairs} | {p["predicted"] for p in pairs})
+    lines = [
+        "| actual \\ predicted | " + " | ".join(labels) + " |",
+        "|---" * (len(labels) + 1) + "|",
+    ]
+    for a in labels:
+        row = [sum(1 for p in pairs if p["actual"] == a and p["predicted"] == b) for b in labels]
+        cells = [
+            f"**{v}**" if a == b else (str(v) if v else "·")
+            for b, v in zip(labels, row, strict=True)
+        ]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "### classify: confusion matrix\n\n" + "\n".join(lines) + "\n"
+
+
 def build_report(base: str, out: Path) -> str:
     """Write out/report.md and its plots; return the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
@@ -262,15 +335,11 @@ def build_report(base: str, out: Path) -> str:
         f"## Params vs `{base}`\n\n" + dvc_md("params", "diff", base),
         slice_section(deltas, base),
         examples_section(new, old),
-        "## Plots\n\n"
-        + "\n".join(f"![{n[:-4]}]({n})" for n in names)
-        + "\n"
-        + (
-            ""
-            if has_cjk
-            else "\n_Chinese labels need a CJK font on the runner "
-            "(e.g. Debian's fonts-noto-cjk)._\n"
-        ),
+        "## Plots\n\n" + mermaid_loss(base) + "\n" + confusion_table(),
+        f"_PNG versions ({', '.join(names)}) are in `{out}` where the report was built; none"
+        " is uploaded"
+        + ("" if has_cjk else " (their Chinese labels need a CJK font, e.g. fonts-noto-cjk)")
+        + "._\n",
     ]
     markdown = "\n".join(parts)
     atomic_write_text(out / "report.md", markdown)

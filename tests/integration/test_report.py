@@ -111,8 +111,15 @@ def test_report_shows_metric_and_params_diffs_and_plots(repo):
     report = (repo / "out/report.md").read_text()
     assert "## Metrics vs `HEAD~1`" in report and "classify.accuracy" in report
     assert "train.learning_rate" in report and "0.002" in report
-    for name in ("loss.png", "confusion.png", "slices.png"):
-        assert f"]({name})" in report
+    # the plots travel inside the comment, nothing is linked or uploaded
+    assert "![" not in report and "](" not in report
+    chart = report[report.index("```mermaid") :]
+    assert 'x-axis "step" [10, 20, 30]' in chart
+    assert "    line [3.000, 2.000, 1.500]\n    line [3.000, 2.000, 1.500]" in chart
+    assert "| 讲座活动 |" not in report  # the confusion matrix is over labels, not categories
+    assert "| actual \\ predicted | 教务 | 科研 |" in report
+    assert "| 教务 | **60** | 20 |" in report  # 80 examples: 60 right, 20 answered 科研
+    for name in ("loss.png", "confusion.png", "slices.png"):  # PNGs stay local
         assert (repo / "out" / name).read_bytes()[:4] == b"\x89PNG"
 
 
