@@ -7,21 +7,33 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup tools demo repro test test-unit manifests lint format bench lock clean labelstudio
+.PHONY: setup setup-slim tools demo repro test test-unit manifests lint format bench lock clean labelstudio
 
+# The stamp holds the hash of what the venv was built from: scripts/ci-setup.sh compares it
+# with a checkout's before it uses a runner's prebuilt venv.
+LOCK_HASH = $$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
-	touch $(STAMP)
+	echo $(LOCK_HASH) > $(STAMP)
 
 setup: $(STAMP)  ## create .venv with the pinned dependencies
 
+# What jobs without a GPU need (ci plan/pack/publish/adopt, report, register, promote,
+# rollback, status): no torch, no training stack; the same pins.
+SLIM_DEPS := dvc dvc-s3 mlflow-skinny pyyaml rich matplotlib sacrebleu rouge-score
+setup-slim:  ## .venv with only what release and report commands need
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c requirements.lock $(SLIM_DEPS)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-tools:  ## system tools the tests call: Debian's prometheus (+ promtool), its pushgateway, kubectl
+tools:  ## system tools the tests call: Debian's prometheus (+ promtool), its pushgateway, Node.js (the pinned actions under act), kubectl
 	@missing=""; command -v promtool >/dev/null || missing="prometheus"; \
 	  command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	  command -v node >/dev/null || missing="$$missing nodejs"; \
 	  [ -z "$$missing" ] || $(SUDO) apt-get install -y -q $$missing >/dev/null 2>&1 \
 	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $$missing >/dev/null; }
 	@command -v kubectl >/dev/null || { echo "kubectl not found: install it (kustomize is built in)"; exit 1; }

@@ -31,10 +31,10 @@ def test_actionlint_is_clean():
 
 
 def test_zizmor_is_clean():
-    proc = subprocess.run(
-        [str(BIN / "zizmor"), "--offline", "--no-progress", ".github/workflows"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+    """The auditor persona (pedantic and more); each remaining finding is justified in place
+    with a `# zizmor: ignore[...]` comment saying why."""
+    cmd = [str(BIN / "zizmor"), "--offline", "--no-progress", "--persona=auditor"]
+    proc = subprocess.run([*cmd, ".github/workflows"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -62,21 +62,88 @@ def test_release_workflows_exist_and_are_triggered_as_the_loop_needs():
     assert "workflow_dispatch" in rollback["on"]
 
 
-def test_gpu_jobs_never_run_for_forks_and_promotions_are_serialized_per_environment():
+# Secrets a job that runs pull-request code may hold (README: Credentials): read the trusted
+# DVC remote and write the candidates one, log MLflow runs. Nothing that writes git, the
+# registry or the trusted remote.
+PR_CODE_SECRETS = {"DVC_PR_AWS_ACCESS_KEY_ID", "DVC_PR_AWS_SECRET_ACCESS_KEY", "MLFLOW_PR_TOKEN"}
+
+
+def checkouts(job: dict) -> list[dict]:
+    return [s.get("with", {}) for s in job.get("steps", []) if "checkout" in s.get("uses", "")]
+
+
+def runs_pr_code(job: dict) -> bool:
+    return any("pull_request.head.sha" in str(c.get("ref", "")) for c in checkouts(job))
+
+
+def secrets_of(job: dict) -> set[str]:
+    return set(re.findall(r"secrets\.(\w+)", yaml.safe_dump(job)))
+
+
+def test_pull_request_code_never_holds_a_write_token_or_a_release_secret():
     train = load("train")
-    repro = train["jobs"]["repro"]
-    assert repro["runs-on"] == ["self-hosted", "gpu"]
-    assert "head.repo.full_name == github.repository" in repro["if"]
+    pr_jobs = {n: j for n, j in train["jobs"].items() if "pull_request" in j.get("if", "")}
+    assert {"train-pr", "report-pr", "publish-pr"} <= set(pr_jobs)
+    for name, job in pr_jobs.items():
+        if runs_pr_code(job):
+            assert secrets_of(job) <= PR_CODE_SECRETS, (name, secrets_of(job))
+            assert job.get("permissions", {}) in ({}, {"contents": "read"}), name
+            assert all(c.get("persist-credentials") is False for c in checkouts(job)), name
+        else:  # the job holding a token checks out this repository's own code
+            assert [c["ref"] for c in checkouts(job)] == [
+                "${{ github.event.repository.default_branch }}"
+            ], name
+    assert runs_pr_code(train["jobs"]["train-pr"]) and runs_pr_code(train["jobs"]["report-pr"])
+    assert not runs_pr_code(train["jobs"]["publish-pr"])
+    publish = yaml.safe_dump(train["jobs"]["publish-pr"])
+    assert "--publish" not in publish, "plots never go to a third-party asset host"
+
+
+def test_gpu_runners_by_trust_and_never_for_forks():
+    train = load("train")
+    gpu = {n: j["runs-on"] for n, j in train["jobs"].items() if "gpu" in j["runs-on"]}
+    assert gpu == {
+        "train-pr": ["self-hosted", "gpu", "pr"],  # ephemeral pool: PR code only
+        "train-main": ["self-hosted", "gpu", "trusted"],  # main's code only
+    }
+    assert "needs.plan.outputs.trusted == 'true'" in train["jobs"]["train-pr"]["if"]
+    assert "github.event_name == 'push'" in train["jobs"]["train-main"]["if"]
+    plan = yaml.safe_dump(train["jobs"]["plan"]["steps"])
+    assert "head.repo.full_name" in plan and "github.repository" in plan
+    for name in ("release", "rollback", "aliases"):
+        for job in load(name)["jobs"].values():
+            assert job["runs-on"] == "ubuntu-latest", "nothing there needs a GPU"
+
+
+def test_every_job_puts_its_tools_on_path_before_using_them():
+    """`dvc repro` runs dvc.yaml's `python -m pipeline...` through the shell: the venv must be
+    on PATH for every step, which scripts/ci-setup.sh does (GITHUB_PATH)."""
+    for name in WORKFLOWS:
+        for job_name, job in load(name)["jobs"].items():
+            runs = [s.get("run", "") for s in job.get("steps", [])]
+            uses_tools = [i for i, r in enumerate(runs) if re.search(r"\b(llmops|dvc) ", r)]
+            if not uses_tools or name == "ci":  # ci.yml goes through make, which sets PATH
+                continue
+            setup = [i for i, r in enumerate(runs) if r.startswith("scripts/ci-setup.sh")]
+            assert setup and setup[0] < uses_tools[0], (name, job_name)
+            assert not any(".venv/bin" in r for r in runs), (name, job_name)
+
+
+def test_promotions_serialize_per_environment_and_rollbacks_wait_for_none():
+    train, release, rollback = load("train"), load("release"), load("rollback")
     assert train["jobs"]["release"]["concurrency"] == {
         "group": "promote-staging",
         "cancel-in-progress": False,
     }
-    assert load("release")["concurrency"]["group"] == "promote-production"
-    rollback_group = load("rollback")["concurrency"]["group"]
-    assert rollback_group.startswith("promote-") and "environment" in rollback_group
+    assert release["concurrency"]["group"] == "promote-production"
+    group = rollback["concurrency"]["group"]
+    assert group.startswith("rollback-") and "environment" in group
+    assert rollback["concurrency"]["cancel-in-progress"] is False
+    revert = yaml.safe_dump(rollback["jobs"]["rollback"]["steps"])
+    assert "client_payload.release_sha256" in revert and "--release" in revert
     steps = " ".join(s.get("run", "") for s in train["jobs"]["release"]["steps"])
-    assert "dvc push --run-cache" in steps and "llmops register" in steps
-    assert "llmops promote staging --push" in steps
+    assert "llmops ci adopt" in steps and "dvc repro" not in steps  # main never retrains
+    assert "llmops register --push" in steps and "llmops promote staging --push" in steps
 
 
 def test_feedback_runs_on_its_schedules_and_every_step_is_a_cli_command():
@@ -91,9 +158,9 @@ def test_feedback_runs_on_its_schedules_and_every_step_is_a_cli_command():
     for job, steps in runs.items():
         assert all(len(r.strip().splitlines()) <= 3 for r in steps), job
     assert any("llmops feedback sample" in r for r in runs["sample"])
-    assert runs["sample"][-1] == ".venv/bin/llmops feedback push"
+    assert runs["sample"][-1] == "llmops feedback push"
     assert [r.split("--")[0].strip() for r in runs["pull"][-2:]] == [
-        ".venv/bin/llmops feedback pull",
-        ".venv/bin/llmops feedback propose",
+        "llmops feedback pull",
+        "llmops feedback propose",
     ]
     assert wf["concurrency"]["group"] == "feedback"
