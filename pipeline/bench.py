@@ -20,6 +20,11 @@ Every figure comes from running the real command here; nothing is typed by hand.
 - canary_abort_s: `llmops rehearse` of the production Rollout with a canary answering 10% of
   requests 5xx: seconds from the first bad measurement to the abort (canary_abort_intervals:
   the same in analysis intervals; rehearsal_s: the whole rehearsal). BENCH_SKIP=rehearse.
+- ci_day_s: tests/e2e/test_day.py, one day of the release loop run by the workflow files
+  under `act` (a failing and a training pull request, merge, tag, two abort notifications,
+  a hand revert, a fork), with the trained copy above as its workspace; trainings_per_change:
+  MLflow runs of the train stage the merged change caused in that day (1: trained on its pull
+  request, never again). BENCH_SKIP=day.
 - dedup_docs_per_s (and per CPU second): exact + near-duplicate removal (dedup.py, with
   params.prepare's threshold, shingle size and hashes) over 20,000 generated notices.
 - index_docs_per_s: the index stage's embedding + Chroma upsert of 1,000 generated notices
@@ -243,6 +248,22 @@ def bench_canary(repo: Path) -> dict[str, float]:
     }
 
 
+def bench_day(repo: Path) -> dict[str, float]:
+    """The release-loop day test, on the trained copy `repo`; its figures."""
+    figures = (WORK / "day.json").resolve()
+    env = {**os.environ, "FLYWHEEL_WORKSPACE": str(repo.resolve()),
+           "FLYWHEEL_DAY_FIGURES": str(figures)}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/e2e/test_day.py", "--basetemp", str((WORK / "day").resolve())],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0 or not figures.exists():
+        raise RuntimeError(f"the day test failed:\n{proc.stdout[-3000:]}")
+    day = read_json(figures)
+    return {"ci_day_s": day["ci_day_s"], "trainings_per_change": day["trainings_per_change"]}
+
+
 def bench_dedup(n: int = 20_000) -> dict[str, float]:
     """Notices per second through `dedup`; imports and generating the notices not timed."""
     import datasketch  # noqa: F401  (its import, ~1 s, is not dedup time)
@@ -331,6 +352,9 @@ def main(args: argparse.Namespace | None = None) -> int:
             "bench: canary rehearsal with 10% 5xx, first bad measurement -> abort ...", flush=True
         )
         results.update(bench_canary(WORK / "repo"))
+    if "repro" not in skip and "day" not in skip:
+        print("bench: a day of the release loop, the workflow files run by act ...", flush=True)
+        results.update(bench_day(WORK / "repo"))
     if "index" not in skip:
         print("bench: embedding 1,000 notices into a fresh Chroma index ...", flush=True)
         results.update(bench_index())

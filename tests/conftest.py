@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -79,10 +80,23 @@ def in_tmp(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory) -> Path:
-    """A fresh copy of the repository in which `dvc repro` ran from nothing, once."""
-    from pipeline.scratch import copy_repo
+    """A fresh copy of the repository in which `dvc repro` ran from nothing, once.
+
+    FLYWHEEL_WORKSPACE=<dir> reuses the outputs of such a copy from an earlier session with
+    this working tree's code (a developer's shortcut while iterating on end-to-end tests, valid
+    while no stage's code changed; CI always trains)."""
+    from pipeline.scratch import PRODUCED, copy_repo
 
     dest = tmp_path_factory.mktemp("repro") / "repo"
+    if os.environ.get("FLYWHEEL_WORKSPACE"):
+        trained = Path(os.environ["FLYWHEEL_WORKSPACE"])
+        copy_repo(ROOT, dest, from_nothing=True)
+        for rel in (*PRODUCED, "models/sft", "data/index", ".dvc/cache", ".mlflow"):
+            if (trained / rel).is_dir():
+                shutil.copytree(trained / rel, dest / rel, symlinks=True)
+            elif (trained / rel).exists():
+                shutil.copy2(trained / rel, dest / rel)
+        return dest
     copy_repo(ROOT, dest, from_nothing=True)
     proc = run(["dvc", "repro"], cwd=dest)
     (dest / "repro.log").write_text(proc.stdout + proc.stderr)
