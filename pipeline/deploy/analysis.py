@@ -5,20 +5,29 @@ Run: llmops analyze manifests/overlays/production --name vllm-canary-step \
         --arg namespace=serving
 
 TEMPLATE is a directory that `kubectl kustomize` renders, or a YAML file (such as its output).
-The semantics are Argo Rollouts' own (v1.8, `analysis/analysis.go`, `utils/evaluate`):
-- each metric takes a measurement after `initialDelay`, then every `interval`, `count` times
-  (no count and no interval: once; no count with an interval: until the run is stopped);
-- a measurement is Failed when failureCondition holds (or, with only a successCondition, when
-  it does not), Successful when successCondition holds, Inconclusive when neither does, and
-  Error when the query or a condition fails;
-- a metric is Failed once failures > failureLimit (default 0), Inconclusive once inconclusive
-  measurements > inconclusiveLimit (default 0), Error once consecutive errors >
-  consecutiveErrorLimit (default 4), else Successful when its count is reached;
-- the first metric that ends Failed, Error or Inconclusive stops the whole run; the run's phase
-  is the worst of its metrics (Successful < Inconclusive < Error < Failed).
-A Prometheus vector is `result` as a list of floats, a scalar as a float.
+The semantics are Argo Rollouts v1.8.3's own, ported from its code (`analysis/analysis.go`:
+generateMetricTasks, runMeasurements, assessRunStatus, assessMetricStatus;
+`utils/analysis/factory.go`: ValidateMetrics; `utils/evaluate`: EvaluateResult):
+- the spec is validated first (limits, count vs interval, duplicate names, ...): an invalid
+  one ends the run Error before any measurement;
+- a metric measures after `initialDelay`, then every `interval` until its effective count
+  (no count and no interval: 1; an interval without a count: until the run is stopped);
+  only Successful, Failed and Inconclusive measurements count; an Error is retried after
+  10 s (DefaultErrorRetryInterval, divided by --time-scale) and counts toward
+  consecutiveErrorLimit (default 4) only;
+- a metric is Failed once failures > failureLimit (-1: never), Inconclusive once
+  inconclusive > inconclusiveLimit, Error once consecutive errors > consecutiveErrorLimit;
+  Successful once consecutiveSuccessLimit successes in a row are reached, or at its count
+  (then Inconclusive, or Failed without a failureLimit, when a consecutiveSuccessLimit was
+  set and not reached);
+- a non-dry-run metric ending Failed, Error or Inconclusive terminates the run; the run's
+  phase is the worst of its non-dry-run metrics (Successful < Inconclusive < Error <
+  Failed); `dryRun` metrics are measured and reported but never decide.
+What cannot be modelled here (another provider, a condition outside the language
+pipeline/deploy/expr.py implements) ends the metric and the run `CannotPredict`: never a
+pass, and distinct from every Argo phase.
 
-Exit codes: 0 Successful, 1 Failed, 2 Inconclusive, 3 Error.
+Exit codes: 0 Successful, 1 Failed, 2 Inconclusive, 3 Error, 4 CannotPredict, 5 bad input.
 """
 
 from __future__ import annotations
@@ -34,26 +43,57 @@ from typing import Any
 
 import yaml
 
-from pipeline.deploy.expr import ExprError, compile_condition
+from pipeline.deploy.expr import ExprError, Unsupported, compile_condition
 from pipeline.io import UserError
 
-PHASES = ("Successful", "Inconclusive", "Error", "Failed")  # worst last
-EXIT_CODES = {"Successful": 0, "Failed": 1, "Inconclusive": 2, "Error": 3}
-DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4
-DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+CANNOT_PREDICT = "CannotPredict"
+PHASES = ("Successful", "Inconclusive", "Error", "Failed")  # Argo's order, worst last
+EXIT_CODES = {"Successful": 0, "Failed": 1, "Inconclusive": 2, "Error": 3, CANNOT_PREDICT: 4}
+BAD_INPUT = 5
+DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4  # defaults.DefaultConsecutiveErrorLimit
+ERROR_RETRY_S = 10.0  # analysis.DefaultErrorRetryInterval
 ARG = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
 RANGE = re.compile(r"\[(\d+(?:ms|s|m|h))(?::(\d+(?:ms|s|m|h))?)?\]")
+
+
+GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+            "h": 3600.0}  # fmt: skip
+GO_DURATION = re.compile(r"(\d*\.?\d*)([^\d.]*)")
+
+
+def go_duration(text: str) -> float:
+    """time.ParseDuration in seconds; ValueError worded as Go's."""
+    body = text.lstrip("+-")
+    sign = -1.0 if text.startswith("-") else 1.0
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f'time: invalid duration "{text}"')
+    total, pos = 0.0, 0
+    while pos < len(body):
+        m = GO_DURATION.match(body, pos)
+        number, unit = m[1], m[2]
+        if not number or number == ".":
+            raise ValueError(f'time: invalid duration "{text}"')
+        if not unit:
+            raise ValueError(f'time: missing unit in duration "{text}"')
+        if unit not in GO_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
+        total += float(number) * GO_UNITS[unit]
+        pos = m.end()
+    return sign * total
 
 
 def seconds(text: str | None, where: str) -> float:
     """A Go duration ("1m", "30s", "1h30m", "500ms") in seconds."""
     if text in (None, ""):
         return 0.0
-    parts = DURATION.findall(str(text))
-    if not parts or "".join(n + u for n, u in parts) != str(text):
-        raise UserError(f"{where}: {text!r} is not a duration like 30s, 1m or 1h30m")
-    return sum(float(n) * UNIT_S[u] for n, u in parts)
+    try:
+        return go_duration(str(text))
+    except ValueError as exc:
+        raise UserError(
+            f"{where}: {text!r} is not a duration like 30s, 1m or 1h30m ({exc})"
+        ) from None
 
 
 def promql_duration(s: float) -> str:
@@ -67,12 +107,16 @@ class Metric:
     address: str
     interval_s: float = 0.0
     initial_delay_s: float = 0.0
-    count: int | None = 1  # None: until the run is stopped
-    failure_limit: int = 0
+    count: int | None = 1  # the effective count; None: until the run is stopped
+    failure_limit: int = 0  # -1: failures never fail the metric
     inconclusive_limit: int = 0
     consecutive_error_limit: int = DEFAULT_CONSECUTIVE_ERROR_LIMIT
+    consecutive_success_limit: int = 0  # 0: not applicable
     success: str | None = None
     failure: str | None = None
+    dry_run: bool = False
+    error_retry_s: float = ERROR_RETRY_S
+    unsupported: str = ""  # why this metric cannot be predicted here ("" when it can)
 
 
 @dataclass
@@ -88,42 +132,98 @@ class Measurement:
 
 @dataclass
 class MetricResult:
+    """A metric's measurements and Argo's MetricResult counters."""
+
     metric: Metric
     measurements: list[Measurement] = field(default_factory=list)
     phase: str | None = None  # None while running
     message: str = ""
+    count: int = 0  # Successful + Failed + Inconclusive: errors do not count
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    error: int = 0
+    consecutive_error: int = 0
+    consecutive_success: int = 0
 
-    def tally(self, phase: str) -> int:
-        return sum(m.phase == phase for m in self.measurements)
+    def record(self, m: Measurement) -> None:
+        """runMeasurements' bookkeeping for a completed measurement."""
+        self.measurements.append(m)
+        if m.phase == "Error":
+            self.error += 1
+            self.consecutive_error += 1
+            self.consecutive_success = 0
+            return
+        if m.phase == CANNOT_PREDICT:
+            return
+        self.count += 1
+        self.consecutive_error = 0
+        if m.phase == "Successful":
+            self.successful += 1
+            self.consecutive_success += 1
+            return
+        self.consecutive_success = 0
+        if m.phase == "Failed":
+            self.failed += 1
+        else:
+            self.inconclusive += 1
 
-    def consecutive_errors(self) -> int:
-        n = 0
-        for m in reversed(self.measurements):
-            if m.phase != "Error":
-                break
-            n += 1
-        return n
+    def failure_inconclusive_or_error(self) -> tuple[str | None, str]:
+        """assessMetricFailureInconclusiveOrError: the last matching rule wins."""
+        met, phase, message = self.metric, None, ""
+        if met.failure_limit >= 0 and self.failed > met.failure_limit:
+            phase = "Failed"
+            message = f"failed ({self.failed}) > failureLimit ({met.failure_limit})"
+        if self.inconclusive > met.inconclusive_limit:
+            phase = "Inconclusive"
+            message = (
+                f"inconclusive ({self.inconclusive}) > inconclusiveLimit ({met.inconclusive_limit})"
+            )
+        if self.consecutive_error > met.consecutive_error_limit:
+            phase = "Error"
+            message = (
+                f"consecutiveErrors ({self.consecutive_error}) > consecutiveErrorLimit"
+                f" ({met.consecutive_error_limit})"
+            )
+        return phase, message
 
     def assess(self, terminating: bool) -> str | None:
-        """Argo's assessMetricStatus: the metric's phase now, or None while it runs on."""
+        """assessMetricStatus: the metric's phase now, or None while it runs on."""
         met = self.metric
         if not self.measurements:
             return "Successful" if terminating else None
-        if self.tally("Failed") > met.failure_limit >= 0:
-            self.message = f"failed ({self.tally('Failed')}) > failureLimit ({met.failure_limit})"
-            return "Failed"
-        if self.tally("Inconclusive") > met.inconclusive_limit >= 0:
-            n = self.tally("Inconclusive")
-            self.message = f"inconclusive ({n}) > inconclusiveLimit ({met.inconclusive_limit})"
-            return "Inconclusive"
-        if self.consecutive_errors() > met.consecutive_error_limit:
-            n, limit = self.consecutive_errors(), met.consecutive_error_limit
-            self.message = f"consecutiveErrors ({n}) > consecutiveErrorLimit ({limit})"
-            return "Error"
-        if met.count is not None and len(self.measurements) >= met.count:
+        if self.measurements[-1].phase == CANNOT_PREDICT:
+            self.message = self.measurements[-1].message
+            return CANNOT_PREDICT
+        phase, message = self.failure_inconclusive_or_error()
+        if phase:
+            self.message = message
+            return phase
+        success_limit = met.consecutive_success_limit
+        if success_limit > 0 and self.consecutive_success >= success_limit:
+            self.message = f"consecutiveSuccessLimit ({success_limit}) reached"
+            return "Successful"
+        if met.count is not None and self.count >= met.count:
+            if success_limit > 0:
+                if met.failure_limit >= 0:
+                    self.message = (
+                        f"consecutiveSuccessLimit ({success_limit}) not reached and"
+                        f" failureLimit ({met.failure_limit}) not violated"
+                    )
+                    return "Inconclusive"
+                self.message = f"consecutiveSuccessLimit ({success_limit}) not reached"
+                return "Failed"
             self.message = f"count ({met.count}) reached"
             return "Successful"
         return "Successful" if terminating else None
+
+    def due_after(self) -> float:
+        """Seconds after the last measurement that the next one is due (generateMetricTasks:
+        an error is retried after DefaultErrorRetryInterval, else the metric's interval)."""
+        last = self.measurements[-1]
+        if last.phase == "Error" or not self.metric.interval_s:
+            return self.metric.error_retry_s
+        return self.metric.interval_s
 
 
 @dataclass
@@ -131,11 +231,79 @@ class RunResult:
     phase: str
     metrics: list[MetricResult]
     seconds: float
+    invalid: str = ""  # the spec's validation error, when the run ended before measuring
 
     @property
     def message(self) -> str:
-        worst = [r for r in self.metrics if r.phase == self.phase and r.phase != "Successful"]
+        if self.invalid:
+            return self.invalid
+        worst = [
+            r
+            for r in self.metrics
+            if r.phase == self.phase and r.phase != "Successful" and not r.metric.dry_run
+        ]
         return "; ".join(f"{r.metric.name}: {r.message}" for r in worst)
+
+
+def validate_metrics(raw_metrics: list[dict]) -> str | None:
+    """ValidateMetrics (utils/analysis/factory.go), on the template's metrics with args
+    resolved: the first problem, as Argo words it, or None."""
+    if not raw_metrics:
+        return "no metrics specified"
+    names: set[str] = set()
+    for i, raw in enumerate(raw_metrics):
+        name = raw.get("name")
+        if name in names:
+            return f"metrics[{i}]: duplicate name '{name}'"
+        names.add(name)
+        problem = validate_metric(raw)
+        if problem:
+            return f"metrics[{i}]: {problem}"
+    return None
+
+
+def _int(raw: dict, key: str) -> int:
+    value = raw.get(key)
+    return 0 if value in (None, "") else int(value)
+
+
+def validate_metric(raw: dict) -> str | None:
+    count, failure = _int(raw, "count"), _int(raw, "failureLimit")
+    success, inconclusive = _int(raw, "consecutiveSuccessLimit"), _int(raw, "inconclusiveLimit")
+    if success < 0:
+        return "consecutiveSuccessLimit must be >= 0"
+    if failure < -1:
+        return "failureLimit must be >= 0, or -1 to be disabled"
+    if success == 0 and failure == -1:
+        return "failureLimit and consecutiveSuccessLimit cannot both be disabled"
+    if inconclusive < 0:
+        return "inconclusiveLimit must be >= 0"
+    if raw.get("consecutiveErrorLimit") is not None and _int(raw, "consecutiveErrorLimit") < 0:
+        return "consecutiveErrorLimit must be >= 0"
+    if count > 0:
+        if failure >= 0 and count < failure + success:
+            return (
+                f"count ({count}) must be >= failureLimit + consecutiveSuccessLimit"
+                f" ({failure} + {success}) if both >= 0"
+            )
+        if failure < 0 and count < success:
+            return "count must be >= consecutiveSuccessLimit"
+        if count < inconclusive:
+            return "count must be >= inconclusiveLimit"
+    if count > 1 and not raw.get("interval"):
+        return "interval must be specified when count > 1"
+    for key, label in (("interval", "interval"), ("initialDelay", "startDelay")):
+        if raw.get(key):
+            try:
+                go_duration(str(raw[key]))
+            except ValueError as exc:
+                return f"invalid {label} string: {exc}"
+    providers = [k for k, v in (raw.get("provider") or {}).items() if v is not None]
+    if not providers:
+        return "no provider specified"
+    if len(providers) > 1:
+        return "multiple providers specified"
+    return None
 
 
 # --- reading templates -------------------------------------------------------------------
@@ -188,6 +356,28 @@ def substitute(text: str, args: dict[str, str]) -> str:
     return ARG.sub(one, text)
 
 
+class InvalidSpec(Exception):
+    """The template fails Argo's ValidateMetrics: the run ends Error before measuring."""
+
+
+def resolved(raw: dict, args: dict[str, str]) -> dict:
+    """The metric with `{{args.x}}` filled in everywhere, as Argo resolves before validating."""
+    text = yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
+    return yaml.safe_load(substitute(text, args))
+
+
+def dry_run_names(spec: dict, names: list[str]) -> set[str]:
+    """GetDryRunMetrics: metric names matched by any `dryRun[].metricName` regex."""
+    found: set[str] = set()
+    for i, rule in enumerate(spec.get("dryRun") or []):
+        pattern = str(rule.get("metricName", ""))
+        matched = {n for n in names if re.match(pattern, n)}
+        if not matched:
+            raise InvalidSpec(f"dryRun[{i}]: Rule didn't match any metric name(s)")
+        found |= matched
+    return found
+
+
 def metrics_of(
     template: dict,
     args: dict[str, str],
@@ -195,47 +385,52 @@ def metrics_of(
     time_scale: float = 1.0,
     min_window_s: float = 4.0,
 ) -> list[Metric]:
-    """The template's metrics with args filled in. `prometheus` replaces every provider address;
-    `time_scale` > 1 compresses intervals, delays and PromQL range windows (a rehearsal)."""
+    """The template's metrics with args filled in, validated as Argo validates them
+    (InvalidSpec otherwise). `prometheus` replaces every provider address; `time_scale` > 1
+    compresses intervals, delays, the error retry and PromQL range windows (a rehearsal)."""
+    spec = template.get("spec") or {}
+    raws = [resolved(raw, args) for raw in spec.get("metrics") or []]
+    problem = validate_metrics(raws)
+    if problem:
+        raise InvalidSpec(problem)
+    dry = dry_run_names(spec, [r["name"] for r in raws])
     out = []
-    for i, raw in enumerate(template["spec"]["metrics"]):
+    for i, raw in enumerate(raws):
         where = f"metrics[{i}] ({raw.get('name')})"
-        provider = raw.get("provider", {})
+        provider = raw.get("provider") or {}
+        unsupported, query, address = "", "", prometheus or ""
         if "prometheus" not in provider:
-            raise UserError(f"{where}: only the prometheus provider can run here")
-        query = substitute(provider["prometheus"]["query"], args)
+            unsupported = f"the {next(iter(provider))} provider cannot run here"
+        else:
+            prom = provider["prometheus"] or {}
+            query, address = str(prom.get("query", "")), prometheus or str(prom.get("address"))
+            if prom.get("rangeQuery"):
+                unsupported = "rangeQuery (start/end as expr time expressions) is not modelled"
         if time_scale != 1:
             query = RANGE.sub(lambda m: _scaled_range(m, time_scale, min_window_s), query)
-        count = raw.get("count")
-        count = int(substitute(str(count), args)) if count is not None else None
-        interval = seconds(substitute(str(raw.get("interval", "")), args), f"{where}.interval")
-        if not count:  # unset or 0: once without an interval, else until stopped
-            count = None if interval else 1
-
-        def limit(key: str, default: int, raw: dict = raw) -> int:
-            value = raw.get(key)
-            return default if value is None else int(substitute(str(value), args))
-
+        count = _int(raw, "count")
+        interval = seconds(raw.get("interval"), f"{where}.interval")
         out.append(
             Metric(
                 name=raw["name"],
                 query=query,
-                address=prometheus or substitute(provider["prometheus"]["address"], args),
+                address=address,
                 interval_s=interval / time_scale,
                 initial_delay_s=seconds(raw.get("initialDelay"), f"{where}.initialDelay")
                 / time_scale,
-                count=count,
-                failure_limit=limit("failureLimit", 0),
-                inconclusive_limit=limit("inconclusiveLimit", 0),
-                consecutive_error_limit=limit(
-                    "consecutiveErrorLimit", DEFAULT_CONSECUTIVE_ERROR_LIMIT
-                ),
-                success=substitute(raw["successCondition"], args)
-                if raw.get("successCondition")
-                else None,
-                failure=substitute(raw["failureCondition"], args)
-                if raw.get("failureCondition")
-                else None,
+                # EffectiveCount: unset or 0 is 1 without an interval, else indefinite
+                count=count or (None if interval else 1),
+                failure_limit=_int(raw, "failureLimit"),
+                inconclusive_limit=_int(raw, "inconclusiveLimit"),
+                consecutive_error_limit=DEFAULT_CONSECUTIVE_ERROR_LIMIT
+                if raw.get("consecutiveErrorLimit") is None
+                else _int(raw, "consecutiveErrorLimit"),
+                consecutive_success_limit=_int(raw, "consecutiveSuccessLimit"),
+                success=str(raw["successCondition"]) if raw.get("successCondition") else None,
+                failure=str(raw["failureCondition"]) if raw.get("failureCondition") else None,
+                dry_run=raw["name"] in dry,
+                error_retry_s=ERROR_RETRY_S / time_scale,
+                unsupported=unsupported,
             )
         )
     return out
@@ -252,21 +447,33 @@ def _scaled_range(m: re.Match, scale: float, floor: float) -> str:
 # --- measuring ---------------------------------------------------------------------------
 
 
-def query_prometheus(address: str, promql: str, timeout_s: float = 10.0) -> Any:
-    """A list of floats for an instant vector, a float for a scalar (as Argo hands `result`)."""
+def query_prometheus(address: str, promql: str, timeout_s: float = 30.0) -> Any:
+    """`result` as Argo's Prometheus provider hands it (processResponse): a float for a
+    scalar, a list of floats for a vector, every sample of every series for a matrix. One
+    attempt, bounded by the provider's default timeout (30 s): a failure is the measurement's
+    Error, retried by the run 10 s later, as in Argo (no retries inside the client)."""
     from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
 
-    prom = PrometheusConnect(url=address.rstrip("/"), disable_ssl=True)
+    prom = PrometheusConnect(
+        url=address.rstrip("/"), disable_ssl=True, retry=Retry(total=0), timeout=timeout_s
+    )
     data = prom.custom_query(query=promql, params={"timeout": f"{round(timeout_s)}s"})
     if isinstance(data, list) and len(data) == 2 and not isinstance(data[0], dict):
         return float(data[1])  # scalar: [time, "value"]
     if isinstance(data, list) and all(isinstance(d, dict) and "value" in d for d in data):
         return [float(d["value"][1]) for d in data]
-    raise ValueError("range vectors need rangeQuery, which templates here do not use")
+    if isinstance(data, list) and all(isinstance(d, dict) and "values" in d for d in data):
+        return [float(v) for d in data for _, v in d["values"]]  # a matrix, flattened
+    raise ValueError("Prometheus metric type not supported")
 
 
 def measure(metric: Metric, query: Callable[[str, str], Any]) -> tuple[str, Any, str]:
-    """(phase, value, message) of one measurement: Argo's EvaluateResult."""
+    """(phase, value, message) of one measurement: Argo's EvaluateResult. No exception
+    escapes: a failing query or condition is an Error, as in Argo; a condition outside the
+    modelled language is CannotPredict."""
+    if metric.unsupported:
+        return CANNOT_PREDICT, None, metric.unsupported
     try:
         value = query(metric.address, metric.query)
     except Exception as exc:  # any provider failure is a measurement Error, as in Argo
@@ -274,8 +481,12 @@ def measure(metric: Metric, query: Callable[[str, str], Any]) -> tuple[str, Any,
     try:
         ok = compile_condition(metric.success)(value) if metric.success else False
         bad = compile_condition(metric.failure)(value) if metric.failure else False
+    except Unsupported as exc:
+        return CANNOT_PREDICT, value, f"cannot predict: {exc}"
     except ExprError as exc:
-        return "Error", value, f"condition: {exc}"
+        return "Error", value, str(exc)
+    except Exception as exc:  # a defect of this model: never a verdict (the fuzz test hunts it)
+        return CANNOT_PREDICT, value, f"cannot predict: internal error {type(exc).__name__}: {exc}"
     if not metric.success and not metric.failure:
         return "Successful", value, ""
     if metric.success and not metric.failure:
@@ -287,8 +498,19 @@ def measure(metric: Metric, query: Callable[[str, str], Any]) -> tuple[str, Any,
     return ("Successful" if ok else "Inconclusive"), value, ""
 
 
-def worst(phases: list[str]) -> str:
+def worst(results: list[MetricResult]) -> str:
+    """assessRunStatus over completed metrics: the worst non-dry-run phase; CannotPredict
+    outranks every verdict (the run's outcome is unknown)."""
+    phases = [r.phase or "Successful" for r in results if not r.metric.dry_run]
+    if CANNOT_PREDICT in phases:
+        return CANNOT_PREDICT
     return max(phases, key=PHASES.index) if phases else "Successful"
+
+
+def terminating(results: list[MetricResult], stop: threading.Event) -> bool:
+    """IsTerminating: stopped, or a non-dry-run metric ended Failed, Error or Inconclusive."""
+    ended = ("Failed", "Error", "Inconclusive", CANNOT_PREDICT)
+    return stop.is_set() or any(r.phase in ended for r in results if not r.metric.dry_run)
 
 
 def run_analysis(
@@ -298,19 +520,17 @@ def run_analysis(
     query: Callable[[str, str], Any] = query_prometheus,
 ) -> RunResult:
     """Measure every metric on its own schedule until the run ends (see module docstring).
-    Setting `stop` terminates it as Argo does when a rollout moves on: metrics that run
-    indefinitely end Successful."""
+    Setting `stop` terminates it as Argo does when a rollout moves on: no new measurement is
+    taken, and metrics that run indefinitely end Successful."""
     stop = stop or threading.Event()
     start = time.monotonic()
     results = [MetricResult(m) for m in metrics]
     due = {id(r): start + r.metric.initial_delay_s for r in results}
     while True:
-        terminating = stop.is_set() or any(
-            r.phase in ("Failed", "Error", "Inconclusive") for r in results
-        )
+        ending = terminating(results, stop)
         for r in results:
             if r.phase is None:
-                r.phase = r.assess(terminating)
+                r.phase = r.assess(ending)
         running = [r for r in results if r.phase is None]
         if not running:
             break
@@ -324,13 +544,12 @@ def run_analysis(
             at = round(now - start, 2)
             m = Measurement(r.metric.name, len(r.measurements) + 1, at, phase, value, message,
                             r.metric.interval_s)  # fmt: skip
-            r.measurements.append(m)
-            due[id(r)] = time.monotonic() + r.metric.interval_s
+            r.record(m)
+            due[id(r)] = time.monotonic() + r.due_after()
             if on_measurement:
                 on_measurement(m)
             r.phase = r.assess(False)
-    return RunResult(worst([r.phase or "Successful" for r in results]), results,
-                     round(time.monotonic() - start, 2))  # fmt: skip
+    return RunResult(worst(results), results, round(time.monotonic() - start, 2))
 
 
 def show(m: Measurement) -> str:
@@ -353,14 +572,29 @@ def parse_args_list(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def main(args: argparse.Namespace) -> int:
+def analyze(args: argparse.Namespace) -> int:
     source = Path(args.template)
     template = find_template(load_objects(source), args.name, str(source))
     values = resolve_args(template, parse_args_list(args.arg))
-    metrics = metrics_of(template, values, args.prometheus, args.time_scale)
     name = template["metadata"]["name"]
+    try:
+        metrics = metrics_of(template, values, args.prometheus, args.time_scale)
+    except InvalidSpec as exc:
+        print(f"analysis {name}: Error (analysis spec invalid: {exc})")
+        return EXIT_CODES["Error"]
     print(f"analysis {name}: {len(metrics)} metrics against {metrics[0].address}", flush=True)
     result = run_analysis(metrics, on_measurement=lambda m: print(show(m), flush=True))
     detail = f" ({result.message})" if result.message else ""
     print(f"analysis {name}: {result.phase} after {result.seconds:.1f}s{detail}")
     return EXIT_CODES[result.phase]
+
+
+def main(args: argparse.Namespace) -> int:
+    """Bad input (no such template or argument, not YAML) exits 5, apart from the phases."""
+    import sys
+
+    try:
+        return analyze(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT

@@ -3,6 +3,7 @@ real validators: CRD schemas, kubernetes-validate, promtool."""
 
 import copy
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -364,3 +365,21 @@ def test_production_pins_the_shared_manifests_it_references_to_one_commit(tmp_pa
     assert proc.returncode == 0, proc.stderr
     pinned = {o["kind"] for o in yaml.safe_load_all(proc.stdout) if o}
     assert {"Rollout", "AnalysisTemplate", "HorizontalPodAutoscaler"} <= pinned
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_every_shipped_analysis_template_is_valid_and_predictable(rendered, env):
+    """Argo's ValidateMetrics accepts every shipped metric, and every condition compiles
+    (expr's type checks) and runs on an empty vector and on a sample: no Error, nothing this
+    machine cannot predict."""
+    from pipeline.deploy.analysis import CANNOT_PREDICT, measure, metrics_of
+
+    templates = [o for o in rendered[env] if o["kind"] == "AnalysisTemplate"]
+    assert templates
+    for template in templates:
+        args = {a["name"]: a.get("value") or "1" for a in template["spec"].get("args", [])}
+        for m in metrics_of(template, args):
+            assert not m.unsupported, (template["metadata"]["name"], m.name)
+            for sample in ([], [0.5], [math.nan]):
+                phase, _, message = measure(m, lambda a, q, v=sample: v)
+                assert phase not in ("Error", CANNOT_PREDICT), (m.name, sample, message)
