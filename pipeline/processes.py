@@ -22,6 +22,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process that started it dies, however
+    that dies (Linux's PR_SET_PDEATHSIG), so a killed rehearsal leaves no server behind."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Processes:
     """Every process the rehearsal starts, each in its own process group, stopped on exit."""
 
@@ -32,7 +41,7 @@ class Processes:
               cwd: Path | None = None) -> subprocess.Popen:  # fmt: skip
         log = open(self.out / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+                                start_new_session=True, preexec_fn=die_with_parent)  # fmt: skip
         self.procs.append((name, proc, log))
         return proc
 

@@ -13,12 +13,16 @@ What runs, all on 127.0.0.1 and all stopped at the end (also on Ctrl-C and on er
 The Rollout's steps and AnalysisTemplates are read from `kubectl kustomize` of the overlay and
 walked in order: `setWeight` moves traffic, `pause` waits, `analysis` runs the step analysis
 (`llmops analyze`'s engine, Argo's semantics) and the background analysis runs from its
-`startingStep` to the end. Durations, intervals and PromQL windows are divided by
-`--time-scale` (30: a 5m pause takes 10 s). A failed or errored analysis aborts: traffic goes
-back to stable, and if the canary is the environment's current release its promotion is
-reverted (`llmops rollback`). An inconclusive one leaves the rollout paused (Inconclusive),
-as Argo does. Prints a timeline; writes a JSON report. Exit: 0 Promoted, 1 Aborted,
-2 Inconclusive.
+`startingStep` to the end. Durations, intervals, the error retry and PromQL windows are
+divided by `--time-scale` (30: a 5m pause takes 10 s). A failed or errored analysis aborts:
+traffic goes back to stable, and if the canary is the environment's current release its
+promotion is reverted (`llmops rollback`). An inconclusive one leaves the rollout paused
+(Inconclusive), as Argo does; so does an analysis this machine cannot predict.
+Promoted needs every analysis to have ended with a verdict and every server to be alive at
+the end: a canary that died aborts; the rehearsal's own Prometheus or stable server dying
+ends Error (what Argo would have done is in the report) and never touches git. Its servers
+die with it, even on SIGKILL. Prints a timeline; writes a JSON report.
+Exit: 0 Promoted, 1 Aborted, 2 Inconclusive, 3 Error.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ from typing import Any
 import yaml
 
 from pipeline.deploy.analysis import (
+    CANNOT_PREDICT,
+    InvalidSpec,
     Measurement,
     RunResult,
     find_template,
@@ -59,7 +65,7 @@ from pipeline.paths import EVAL_FILE
 from pipeline.processes import Processes, free_port, wait_http
 
 NAMESPACE = "rehearsal"
-RESULT_CODES = {"Promoted": 0, "Aborted": 1, "Inconclusive": 2}
+RESULT_CODES = {"Promoted": 0, "Aborted": 1, "Inconclusive": 2, "Error": 3}
 
 
 @dataclass
@@ -283,8 +289,13 @@ def run_templates(objs, spec: dict, stable: Side, canary: Side, prom: str, r: Re
         template = find_template(objs, ref["templateName"], f"overlay {r.env}")
         declared = {a["name"] for a in template["spec"].get("args", [])}
         values = resolve_args(template, {k: v for k, v in given.items() if k in declared})
-        metrics += metrics_of(template, values, prom, r.time_scale, r.min_window_s)
         names.append(ref["templateName"])
+        try:
+            metrics += metrics_of(template, values, prom, r.time_scale, r.min_window_s)
+        except InvalidSpec as exc:  # Argo: the run is Error before measuring
+            result = RunResult("Error", [], 0.0, invalid=f"analysis spec invalid: {exc}")
+            r.record("+".join(names), kind, result)
+            return result
     label = "+".join(names)
     result = run_analysis(metrics, stop, on_measurement=lambda m: r.measured(label, m))
     r.record(label, kind, result)
@@ -304,8 +315,18 @@ def walk(objs, stable: Side, canary: Side, prom: str, traffic: Traffic, r: Rehea
     worker = None
 
     def run_background() -> None:
-        result = run_templates(objs, background, stable, canary, prom, r, "background", done)
-        if result.phase in ("Failed", "Error", "Inconclusive") and not done.is_set():
+        try:
+            result = run_templates(objs, background, stable, canary, prom, r, "background", done)
+        except Exception as exc:  # a crash must not pass for a verdict
+            verdict["background_ended"] = "crashed"
+            verdict.setdefault("background", CANNOT_PREDICT)
+            verdict.setdefault("why", f"background analysis crashed: {exc!r}")
+            abort.set()
+            return
+        verdict["background_ended"] = result.phase
+        if result.phase in ("Failed", "Error", "Inconclusive", CANNOT_PREDICT) and (
+            not done.is_set() or result.phase == CANNOT_PREDICT
+        ):
             verdict.setdefault("background", result.phase)
             verdict.setdefault("why", f"background analysis {result.phase}: {result.message}")
             abort.set()
@@ -340,8 +361,8 @@ def walk(objs, stable: Side, canary: Side, prom: str, traffic: Traffic, r: Rehea
                 if result.phase in ("Failed", "Error"):
                     verdict.setdefault("why", f"step {i} analysis {result.phase}: {result.message}")
                     abort.set()
-                elif result.phase == "Inconclusive":
-                    return "Inconclusive", f"step {i} analysis Inconclusive: {result.message}"
+                elif result.phase in ("Inconclusive", CANNOT_PREDICT):
+                    return "Inconclusive", f"step {i} analysis {result.phase}: {result.message}"
             else:
                 r.event(f"{kind}: routing only, not rehearsed", step=i)
     finally:
@@ -349,13 +370,32 @@ def walk(objs, stable: Side, canary: Side, prom: str, traffic: Traffic, r: Rehea
         if worker is not None:
             worker.join()
     if abort.is_set():
-        if verdict.get("background") == "Inconclusive":
+        if verdict.get("background") in ("Inconclusive", CANNOT_PREDICT):
             return "Inconclusive", verdict["why"]
         return "Aborted", verdict.get("why", "aborted")
+    if background and verdict.get("background_ended") is None:
+        return "Inconclusive", "the background analysis never ended with a verdict"
     if traffic.weight != 100:
         traffic.weight = 100
         r.event("setWeight", weight=100)
     return "Promoted", "every step passed"
+
+
+def servers_check(result: str, why: str, stable: Side, canary: Side, prom) -> tuple[str, str]:
+    """The walk's verdict, unless a server this rehearsal started is gone: its own Prometheus
+    or the stable server dying is the rehearsal's failure (Error); the canary dying is the
+    candidate's (Aborted). Either way, never Promoted."""
+    dead = {name: p.poll() for name, p in (("prometheus", prom), ("stable", stable.proc),
+            ("canary", canary.proc)) if p.poll() is not None}  # fmt: skip
+    for name in ("prometheus", "stable"):
+        if name in dead:
+            return "Error", (
+                f"the rehearsal's {name} exited (code {dead[name]}) before the end: nothing"
+                f" can be concluded or reverted (its analyses would have ended {result}: {why})"
+            )
+    if "canary" in dead:
+        return "Aborted", f"the canary server exited (code {dead['canary']}) during the rollout"
+    return result, why
 
 
 def rollback_if_promoted(env: str, canary_sha: str) -> dict:
@@ -439,17 +479,21 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
         try:
             result, why = walk(objs, stable, canary, prom_url, traffic, r, abort)
             aborted_at = r.now()
+            argo_would = result
+            result, why = servers_check(result, why, stable, canary, prom)
             if result == "Aborted":
                 traffic.weight = 0
                 r.event("abort: all traffic back to stable", why=why)
         finally:
             traffic.halt.set()
             traffic.join(timeout=10)
+        # only a verdict on the canary reverts git; the rehearsal's own failure never does
         rollback = rollback_if_promoted(env, canary_sha) if result == "Aborted" else None
         r.event(result, why=why)
         report = {
             "result": result,
             "why": why,
+            "argo_would": argo_would,
             "environment": env,
             "time_scale": args.time_scale,
             "stable": {"version": stable.version, "pod_hash": stable.pod_hash, "url": stable.url},

@@ -33,7 +33,7 @@ FAST = ["--env", "staging", "--arg", "max-latency-ratio=2"]
 def rehearse(repo: Path, out: Path, *args: str) -> tuple[int, dict, str]:
     proc = run([str(BIN / "llmops"), "rehearse", *FAST, "--out", str(out), *args], cwd=repo,
                check=False, timeout=600)  # fmt: skip
-    assert proc.returncode in (0, 1, 2), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode in (0, 1, 2, 3), proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert_nothing_left(out, report)
     return proc.returncode, report, proc.stdout
@@ -131,3 +131,56 @@ def test_ctrl_c_stops_everything_it_started(workspace, tmp_path):
     proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert_nothing_left(out)
+
+
+def started(cmd: list[str], repo: Path, out: Path) -> subprocess.Popen:
+    """A rehearsal in the background, returned once its traffic follows the first step."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(BIN / "llmops"), "rehearse", *FAST, "--out", str(out), *cmd],
+                            cwd=repo, env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    for line in proc.stdout:
+        if "setWeight" in line or time.monotonic() > deadline:
+            return proc
+    raise AssertionError("the rehearsal ended before its first step")
+
+
+def test_its_own_prometheus_dying_ends_error_and_reverts_nothing(promoted, tmp_path):
+    """Queries against a dead Prometheus are measurement Errors, as in Argo (five in a row: the
+    analysis is Error, which would abort a rollout); but here the dead Prometheus is the
+    rehearsal's own, so it ends Error and leaves staging's promotion alone."""
+    head = run(["git", "rev-parse", "HEAD"], cwd=promoted).stdout
+    out = tmp_path / "out"
+    proc = started([], promoted, out)
+    killed = subprocess.run(["pkill", "-KILL", "-f", f"prometheus --config.file={out}"])
+    assert killed.returncode == 0
+    proc.communicate(timeout=300)
+    report = json.loads((out / "report.json").read_text())
+    assert proc.returncode == 3 and report["result"] == "Error", report["why"]
+    assert "the rehearsal's prometheus exited" in report["why"]
+    assert report["rollback"] is None
+    assert run(["git", "rev-parse", "HEAD"], cwd=promoted).stdout == head
+    assert any("query failed" in m.get("message", "") for m in analyses(report, "Error"))
+    assert_nothing_left(out, report)
+
+
+def test_conditions_that_error_end_the_analysis_error_and_abort(workspace, tmp_path):
+    """A threshold that is not a number makes every condition an expr error: each measurement
+    is an Error (retried after 10 s / 30), five in a row end the analysis Error, and Argo
+    aborts the rollout."""
+    code, report, _ = rehearse(workspace, tmp_path / "out", "--arg", "min-success-rate=abc")
+    assert code == 1 and report["result"] == "Aborted", report["why"]
+    assert "Error" in report["why"] and "consecutiveErrors (5)" in report["why"]
+    errors = analyses(report, "Error")
+    assert len(errors) >= 5 and all("unknown name abc" in m["message"] for m in errors)
+
+
+def test_sigkill_of_the_rehearsal_leaves_no_server_running(workspace, tmp_path):
+    out = tmp_path / "out"
+    proc = started([], workspace, out)
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while subprocess.run(["pgrep", "-f", str(out)], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "servers outlived their rehearsal"
+        time.sleep(0.5)
