@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.deploy.expr import ExprError, Unsupported, compile_condition
+from pipeline.deploy.expr import ExprError, Unsupported, compile_condition, go_duration
 from pipeline.io import UserError
 
 CANNOT_PREDICT = "CannotPredict"
@@ -54,34 +54,6 @@ DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4  # defaults.DefaultConsecutiveErrorLimit
 ERROR_RETRY_S = 10.0  # analysis.DefaultErrorRetryInterval
 ARG = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
 RANGE = re.compile(r"\[(\d+(?:ms|s|m|h))(?::(\d+(?:ms|s|m|h))?)?\]")
-
-
-GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-            "h": 3600.0}  # fmt: skip
-GO_DURATION = re.compile(r"(\d*\.?\d*)([^\d.]*)")
-
-
-def go_duration(text: str) -> float:
-    """time.ParseDuration in seconds; ValueError worded as Go's."""
-    body = text.lstrip("+-")
-    sign = -1.0 if text.startswith("-") else 1.0
-    if body == "0":
-        return 0.0
-    if not body:
-        raise ValueError(f'time: invalid duration "{text}"')
-    total, pos = 0.0, 0
-    while pos < len(body):
-        m = GO_DURATION.match(body, pos)
-        number, unit = m[1], m[2]
-        if not number or number == ".":
-            raise ValueError(f'time: invalid duration "{text}"')
-        if not unit:
-            raise ValueError(f'time: missing unit in duration "{text}"')
-        if unit not in GO_UNITS:
-            raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
-        total += float(number) * GO_UNITS[unit]
-        pos = m.end()
-    return sign * total
 
 
 def seconds(text: str | None, where: str) -> float:
@@ -117,6 +89,7 @@ class Metric:
     dry_run: bool = False
     error_retry_s: float = ERROR_RETRY_S
     unsupported: str = ""  # why this metric cannot be predicted here ("" when it can)
+    range_query: tuple[dict, float] | None = None  # (rangeQuery, time scale)
 
 
 @dataclass
@@ -398,14 +371,14 @@ def metrics_of(
     for i, raw in enumerate(raws):
         where = f"metrics[{i}] ({raw.get('name')})"
         provider = raw.get("provider") or {}
-        unsupported, query, address = "", "", prometheus or ""
+        unsupported, query, address, range_query = "", "", prometheus or "", None
         if "prometheus" not in provider:
             unsupported = f"the {next(iter(provider))} provider cannot run here"
         else:
             prom = provider["prometheus"] or {}
             query, address = str(prom.get("query", "")), prometheus or str(prom.get("address"))
             if prom.get("rangeQuery"):
-                unsupported = "rangeQuery (start/end as expr time expressions) is not modelled"
+                range_query = (prom["rangeQuery"], time_scale)
         if time_scale != 1:
             query = RANGE.sub(lambda m: _scaled_range(m, time_scale, min_window_s), query)
         count = _int(raw, "count")
@@ -431,6 +404,7 @@ def metrics_of(
                 dry_run=raw["name"] in dry,
                 error_retry_s=ERROR_RETRY_S / time_scale,
                 unsupported=unsupported,
+                range_query=range_query,
             )
         )
     return out
@@ -447,25 +421,62 @@ def _scaled_range(m: re.Match, scale: float, floor: float) -> str:
 # --- measuring ---------------------------------------------------------------------------
 
 
-def query_prometheus(address: str, promql: str, timeout_s: float = 30.0) -> Any:
-    """`result` as Argo's Prometheus provider hands it (processResponse): a float for a
-    scalar, a list of floats for a vector, every sample of every series for a matrix. One
-    attempt, bounded by the provider's default timeout (30 s): a failure is the measurement's
-    Error, retried by the run 10 s later, as in Argo (no retries inside the client)."""
+def process_response(result: Any) -> Any:
+    """processResponse: the `result` Argo's Prometheus provider hands the conditions, from
+    the API's `data.result`: a float for a scalar, a list of floats for a vector, every
+    sample of every series for a matrix (range queries)."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        return float(result[1])  # scalar: [time, "value"]
+    if isinstance(result, list) and all(isinstance(d, dict) and "value" in d for d in result):
+        return [float(d["value"][1]) for d in result]
+    if isinstance(result, list) and all(isinstance(d, dict) and "values" in d for d in result):
+        return [float(v) for d in result for _, v in d["values"]]
+    raise ValueError("Prometheus metric type not supported")
+
+
+def query_prometheus(
+    address: str, promql: str, window: tuple[float, float, float] | None = None
+) -> Any:
+    """One query, as Argo's provider makes it: an instant query at now, or with `window`
+    (start, end as Unix seconds, step in seconds) a range query. One attempt, bounded by the
+    provider's default timeout (30 s): a failure is the measurement's Error, retried by the
+    run 10 s later (no retries inside the client)."""
     from prometheus_api_client import PrometheusConnect
     from urllib3.util.retry import Retry
 
     prom = PrometheusConnect(
-        url=address.rstrip("/"), disable_ssl=True, retry=Retry(total=0), timeout=timeout_s
+        url=address.rstrip("/"), disable_ssl=True, retry=Retry(total=0), timeout=30
     )
-    data = prom.custom_query(query=promql, params={"timeout": f"{round(timeout_s)}s"})
-    if isinstance(data, list) and len(data) == 2 and not isinstance(data[0], dict):
-        return float(data[1])  # scalar: [time, "value"]
-    if isinstance(data, list) and all(isinstance(d, dict) and "value" in d for d in data):
-        return [float(d["value"][1]) for d in data]
-    if isinstance(data, list) and all(isinstance(d, dict) and "values" in d for d in data):
-        return [float(v) for d in data for _, v in d["values"]]  # a matrix, flattened
-    raise ValueError("Prometheus metric type not supported")
+    if window is None:
+        return process_response(prom.custom_query(query=promql, params={"timeout": "30s"}))
+    start, end, step = window
+    data = prom.custom_query_range(query=promql, start_time=_dt(start), end_time=_dt(end),
+                                   step=f"{step:g}")  # seconds, as a float  # fmt: skip
+    return process_response(data)
+
+
+def _dt(unix_s: float):
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(unix_s, tz=dt.UTC)
+
+
+def range_window(range_query: dict, time_scale: float = 1.0) -> tuple[float, float, float]:
+    """executeQuery's range: start and end through EvalTime (durations divided by
+    `time_scale` in rehearsals), step as a Go duration. Errors are the measurement's."""
+    from pipeline.deploy.expr import eval_time
+
+    window = []
+    for key in ("start", "end"):
+        try:
+            window.append(eval_time(str(range_query.get(key, "")), time_scale))
+        except ExprError as exc:
+            raise ValueError(f"failed to parse rangeQuery.{key} as time: {exc}") from None
+    try:
+        step = go_duration(str(range_query.get("step", ""))) / time_scale
+    except ValueError as exc:
+        raise ValueError(f"failed to parse rangeQuery.step as duration: {exc}") from None
+    return window[0], window[1], step
 
 
 def measure(metric: Metric, query: Callable[[str, str], Any]) -> tuple[str, Any, str]:
@@ -474,8 +485,16 @@ def measure(metric: Metric, query: Callable[[str, str], Any]) -> tuple[str, Any,
     modelled language is CannotPredict."""
     if metric.unsupported:
         return CANNOT_PREDICT, None, metric.unsupported
+    window = None
+    if metric.range_query is not None:
+        try:
+            window = range_window(*metric.range_query)
+        except Unsupported as exc:
+            return CANNOT_PREDICT, None, f"cannot predict: {exc}"
+        except ValueError as exc:  # executeQuery's own wording
+            return "Error", None, str(exc)
     try:
-        value = query(metric.address, metric.query)
+        value = query(metric.address, metric.query, *([window] if window else []))
     except Exception as exc:  # any provider failure is a measurement Error, as in Argo
         return "Error", None, f"query failed: {exc}"
     try:

@@ -907,6 +907,95 @@ def power(a: float, b: float) -> float:
         return math.inf if abs(a) > 1 or b < 0 else 0.0
 
 
+GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+            "h": 3600.0}  # fmt: skip
+GO_DURATION = re.compile(r"(\d*\.?\d*)([^\d.]*)")
+
+
+def go_duration(text: str) -> float:
+    """time.ParseDuration in seconds; ValueError worded as Go's."""
+    body = text.lstrip("+-")
+    sign = -1.0 if text.startswith("-") else 1.0
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f'time: invalid duration "{text}"')
+    total, pos = 0.0, 0
+    while pos < len(body):
+        m = GO_DURATION.match(body, pos)
+        number, unit = m[1], m[2]
+        if not number or number == ".":
+            raise ValueError(f'time: invalid duration "{text}"')
+        if not unit:
+            raise ValueError(f'time: missing unit in duration "{text}"')
+        if unit not in GO_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
+        total += float(number) * GO_UNITS[unit]
+        pos = m.end()
+    return sign * total
+
+
+DATE_LAYOUTS = {  # expr's date() layouts this model parses (Go layout -> strptime)
+    "2006-01-02": "%Y-%m-%d",
+    "2006-01-02 15:04:05": "%Y-%m-%d %H:%M:%S",
+    "2006-01-02T15:04:05Z07:00": "%Y-%m-%dT%H:%M:%S%z",
+}
+
+
+def eval_time(text: str, time_scale: float = 1.0) -> float:
+    """Argo's EvalTime (a rangeQuery's start or end) as Unix seconds: expr's now(),
+    date(), duration() and time +/- duration; durations divided by `time_scale` (rehearsals).
+    Other expressions are Unsupported."""
+    import datetime as dt
+    import time as clock
+
+    def run(node: tuple) -> tuple[str, float]:
+        if node[0] == "call" and node[1] == "now" and not node[2]:
+            return "time", clock.time()
+        if node[0] == "call" and node[1] == "duration" and len(node[2]) == 1:
+            arg = node[2][0]
+            if arg[0] != "lit" or not isinstance(arg[1], str):
+                raise Unsupported("duration() of an expression")
+            try:
+                return "duration", go_duration(arg[1]) / time_scale
+            except ValueError as exc:
+                raise ExprError(str(exc)) from None
+        if node[0] == "call" and node[1] == "date" and 1 <= len(node[2]) <= 3:
+            args = [a[1] for a in node[2] if a[0] == "lit" and isinstance(a[1], str)]
+            if len(args) != len(node[2]):
+                raise Unsupported("date() of an expression")
+            layouts = [args[1]] if len(args) > 1 else list(DATE_LAYOUTS)
+            zone = dt.UTC
+            if len(args) == 3 and args[2] != "UTC":
+                from zoneinfo import ZoneInfo
+
+                zone = ZoneInfo(args[2])
+            for layout in layouts:
+                if layout not in DATE_LAYOUTS:
+                    raise Unsupported(f"the date layout {layout!r}")
+                try:
+                    when = dt.datetime.strptime(args[0], DATE_LAYOUTS[layout])
+                except ValueError:
+                    continue
+                return "time", (when if when.tzinfo else when.replace(tzinfo=zone)).timestamp()
+            raise ExprError(f"invalid date {args[0]}")
+        if node[0] == "bin" and node[1] in ("+", "-"):
+            (lk, lv), (rk, rv) = run(node[2]), run(node[3])
+            if lk == "time" and rk == "duration":
+                return "time", lv + rv if node[1] == "+" else lv - rv
+            if (lk, rk) == ("duration", "time") and node[1] == "+":
+                return "time", lv + rv
+            if (lk, rk) == ("time", "time") and node[1] == "-":
+                return "duration", lv - rv
+            raise ExprError(f"invalid operation: {node[1]} ({lk} and {rk})")
+        raise Unsupported("this time expression")
+
+    kind, value = run(Parser(text).parse())
+    if kind != "time":
+        raise ExprError(f"expected time.Time, but got {kind}")
+    return value
+
+
 def compile_condition(text: str) -> Callable[[Any], bool]:
     """A condition over `result`: called with a result, it compiles against that result's
     type (as Argo compiles per measurement, with the value in the env), runs, and gives a

@@ -24,10 +24,13 @@ from pipeline.deploy.analysis import (
     go_duration,
     measure,
     metrics_of,
+    process_response,
     resolve_args,
     run_analysis,
     seconds,
+    terminating,
     validate_metrics,
+    worst,
 )
 from pipeline.deploy.expr import ExprError, Unsupported, compile_condition
 from pipeline.io import UserError
@@ -522,15 +525,112 @@ def test_template_args_defaults_and_time_scale():
         seconds("5 minutes", "metrics[0].interval")
 
 
-def test_other_providers_and_range_queries_cannot_be_predicted():
-    spec = {"spec": {"metrics": [
-        {"name": "web", "provider": {"web": {"url": "http://x"}}},
-        {"name": "range", "provider": {"prometheus": {"address": "http://p", "query": "q",
-                                                      "rangeQuery": {"step": "1m"}}}},
-    ]}}  # fmt: skip
-    for m in metrics_of(spec, {}):
-        assert measure(m, fed([1.0]))[0] == CANNOT_PREDICT
-    assert run_analysis(metrics_of(spec, {}), query=fed([1.0])).phase == CANNOT_PREDICT
+def test_other_providers_cannot_be_predicted():
+    spec = {"spec": {"metrics": [{"name": "web", "provider": {"web": {"url": "http://x"}}}]}}
+    (m,) = metrics_of(spec, {})
+    assert measure(m, fed([1.0]))[0] == CANNOT_PREDICT
+    assert run_analysis([m], query=fed([1.0])).phase == CANNOT_PREDICT
+
+
+# --- metricproviders/prometheus/prometheus_test.go --------------------------------------------
+
+
+def provider_phase(result, success: str = "", failure: str = "") -> str:
+    m = Metric("m", "q", "http://p", success=success or None, failure=failure or None)
+    try:
+        value = process_response(result)
+    except ValueError:
+        return "Error"  # Run: MarkMeasurementError
+    return measure(m, lambda a, q: value)[0]
+
+
+@pytest.mark.parametrize(
+    ("upstream", "result", "success", "failure", "phase"),
+    [
+        ("TestProcessScalarResponse", [0, "10"], "result == 10", "result != 10", "Successful"),
+        ("TestProcessNaNResponse/inconclusive", [0, "NaN"], "result >= 0.9", "result < 0.9",
+         "Inconclusive"),
+        ("TestProcessNaNResponse/success", [0, "NaN"], "result >= 0.9 || isNaN(result)", "",
+         "Successful"),
+        ("TestProcessNaNResponse/failure", [0, "NaN"], "result >= 0.9", "", "Failed"),
+        ("TestProcessInfResponse/success", [0, "+Inf"], "result >= 0.9", "", "Successful"),
+        ("TestProcessInfResponse/failure", [0, "+Inf"], "", "isInf(result)", "Failed"),
+        ("TestProcessVectorResponse", [{"value": [0, "10"]}, {"value": [0, "11"]}],
+         "10 in result", "len(result) != 2", "Successful"),
+        ("TestProcessInvalidResponse", None, "true", "true", "Error"),
+    ],
+)  # fmt: skip
+def test_process_response(upstream, result, success, failure, phase):
+    assert provider_phase(result, success, failure) == phase, upstream
+
+
+def test_run_successfully_with_range_query():  # TestRunSuccessfullyWithRangeQuery
+    sent = []
+    matrix = [{"values": [[1234, "11"], [1234, "12"]]}, {"values": [[1234, "13"], [1234, "14"]]}]
+
+    def query(address, promql, window):
+        sent.append(window)
+        return process_response(matrix)
+
+    day = 'date("2023-08-14 00:00:00", "2006-01-02 15:04:05", "UTC")'
+    rq = {"start": f'{day} - duration("1h")', "end": day, "step": "1m"}
+    m = Metric("foo", "test", "http://p", success="all(result, # > 10)",
+               failure="all(result, # < 10)", range_query=(rq, 1.0))  # fmt: skip
+    assert measure(m, query) == ("Successful", [11.0, 12.0, 13.0, 14.0], "")
+    assert sent == [(1691967600.0, 1691971200.0, 60.0)]  # 2023-08-13 23:00 to 00:00 UTC, 1m
+
+
+@pytest.mark.parametrize(
+    ("upstream", "key", "value", "message"),
+    [
+        ("TestRunUnparsableStartTime", "start", 'now() - duration("??")',
+         'failed to parse rangeQuery.start as time: time: invalid duration "??"'),
+        ("TestRunUnparsableEndTime", "end", 'now() - duration("??")',
+         'failed to parse rangeQuery.end as time: time: invalid duration "??"'),
+        ("TestRunUnparsableStep", "step", "??",
+         'failed to parse rangeQuery.step as duration: time: invalid duration "??"'),
+    ],
+)  # fmt: skip
+def test_run_unparsable_range(upstream, key, value, message):
+    rq = {"start": "now()", "end": "now()", "step": "1m", key: value}
+    m = Metric("foo", "test", "http://p", success="true", range_query=(rq, 1.0))
+    assert measure(m, lambda *a: []) == ("Error", None, message), upstream
+
+
+def test_run_with_query_error():  # TestRunWithQueryError
+    phase, _, message = measure(metric(), fed(RuntimeError("bad big bug :(")))
+    assert phase == "Error" and "bad big bug :(" in message
+
+
+# --- utils/analysis/helpers_test.go --------------------------------------------------------------
+
+
+def test_is_worst_and_worst():  # TestIsWorst, TestWorst: Successful < Inconclusive < Error < Failed
+    def run(*phases):
+        out = []
+        for i, p in enumerate(phases):
+            r = MetricResult(metric(name=str(i)))
+            r.phase = p
+            out.append(r)
+        return out
+
+    assert worst(run("Successful", "Inconclusive")) == "Inconclusive"
+    assert worst(run("Inconclusive", "Error")) == "Error"
+    assert worst(run("Error", "Failed", "Successful")) == "Failed"
+    assert worst(run("Failed", "Error")) == "Failed"
+
+
+def test_is_terminating():  # TestIsTerminating, TestIsFastFailTerminating
+    running = [MetricResult(metric(name="other")), MetricResult(metric(name="success-rate"))]
+    stop = threading.Event()
+    assert not terminating(running, stop)
+    stop.set()
+    assert terminating(running, stop)
+    stop.clear()
+    running[1].phase = "Error"
+    assert terminating(running, stop)
+    running[1].metric.dry_run = True  # a dry-run metric's failure never ends the run
+    assert not terminating(running, stop)
 
 
 def test_analyze_exit_codes(tmp_path, capsys):
