@@ -184,3 +184,15 @@ def test_sigkill_of_the_rehearsal_leaves_no_server_running(workspace, tmp_path):
     while subprocess.run(["pgrep", "-f", str(out)], capture_output=True).returncode == 0:
         assert time.monotonic() < deadline, "servers outlived their rehearsal"
         time.sleep(0.5)
+
+
+def test_a_canary_that_dies_mid_rollout_is_never_promoted(workspace, tmp_path):
+    out = tmp_path / "out"
+    proc = started([], workspace, out)
+    killed = subprocess.run(["pkill", "-KILL", "-f", "--", f"{out}/canary.requests"])
+    assert killed.returncode == 0
+    proc.communicate(timeout=300)
+    report = json.loads((out / "report.json").read_text())
+    assert proc.returncode == 1 and report["result"] == "Aborted", report["why"]
+    assert "the canary server exited" in report["why"]
+    assert_nothing_left(out, report)
