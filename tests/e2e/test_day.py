@@ -43,6 +43,14 @@ PLATFORMS = ("self-hosted", "gpu", "pr", "trusted", "ubuntu-latest")
 JOB_END = re.compile(r"^\[(?P<wf>[^/\]]+)/(?P<job>[^\]]+?)\s*\]\s+🏁\s+Job (?P<result>\w+)")
 
 
+# train.yml's jobs, by the names GitHub shows
+PLAN = "Plan (does dvc.lock describe this commit?)"
+TRAIN_PR = "Train the pull request (GPU)"
+PUBLISH = "Comment the report, commit the results"
+REPORT = "Report (nothing to train)"
+RELEASE_STAGING = "Adopt, register, promote to staging"
+
+
 @dataclass
 class ActRun:
     returncode: int
@@ -214,9 +222,9 @@ def test_a_day_of_the_release_loop_run_by_the_workflow_files(day):
     strict_head = d.git("rev-parse", "HEAD")
     run = d.act("pull_request", "train.yml", d.pull_request(3, "pr/strict"))
     assert run.jobs == {
-        "Plan (does dvc.lock describe this commit?)": "succeeded",
-        "Train the pull request (GPU)": "failed",
-        "Comment the report, commit the results": "succeeded",
+        PLAN: "succeeded",
+        TRAIN_PR: "failed",
+        PUBLISH: "succeeded",
     }, run.output[-3000:]
     comment = (d.root / "comment-1.md").read_text()
     assert comment.startswith("## ❌ Gate failed"), comment[:300]
@@ -237,9 +245,9 @@ def test_a_day_of_the_release_loop_run_by_the_workflow_files(day):
     )
     run = d.act("pull_request", "train.yml", d.pull_request(4, "pr/warmup"))
     gpu_jobs = [j for j in run.jobs if "(GPU)" in j]
-    assert run.jobs.get("Train the pull request (GPU)") == "succeeded", run.output[-4000:]
-    assert gpu_jobs == ["Train the pull request (GPU)"]
-    assert run.jobs["Comment the report, commit the results"] == "succeeded"
+    assert run.jobs.get(TRAIN_PR) == "succeeded", run.output[-4000:]
+    assert gpu_jobs == [TRAIN_PR]
+    assert run.jobs[PUBLISH] == "succeeded"
     assert "## ✅ Gate passed" in (d.root / "comment-2.md").read_text()
     d.git("fetch", "-q", "origin")
     assert d.git("log", "-1", "--format=%s", "origin/pr/warmup") == (
@@ -250,9 +258,9 @@ def test_a_day_of_the_release_loop_run_by_the_workflow_files(day):
     # the bot's push starts the workflow again: nothing to train, the report is refreshed
     run = d.act("pull_request", "train.yml", d.pull_request(4, "pr/warmup"))
     assert run.jobs == {
-        "Plan (does dvc.lock describe this commit?)": "succeeded",
-        "Report (nothing to train)": "succeeded",
-        "Comment the report, commit the results": "succeeded",
+        PLAN: "succeeded",
+        REPORT: "succeeded",
+        PUBLISH: "succeeded",
     }, run.output[-3000:]
     assert "## ✅ Gate passed" in (d.root / "comment-3.md").read_text()
 
@@ -262,8 +270,8 @@ def test_a_day_of_the_release_loop_run_by_the_workflow_files(day):
     d.git("push", "-q", "origin", "main")
     run = d.act("push", "train.yml", d.push_event("refs/heads/main"))
     assert run.jobs == {
-        "Plan (does dvc.lock describe this commit?)": "succeeded",
-        "Adopt, register, promote to staging": "succeeded",
+        PLAN: "succeeded",
+        RELEASE_STAGING: "succeeded",
     }, run.output[-4000:]
     trainings_per_change = d.train_runs() - trainings_before
     assert trainings_per_change == 1
@@ -336,7 +344,7 @@ def test_a_day_of_the_release_loop_run_by_the_workflow_files(day):
     # a fork's pull request: no secrets, no self-hosted runner, nothing trained
     d.git("push", "-q", "origin", "origin/pr/strict:refs/heads/fork-change")
     run = d.act("pull_request", "train.yml", d.pull_request(9, "fork-change", fork=True))
-    assert run.jobs == {"Plan (does dvc.lock describe this commit?)": "succeeded"}
+    assert run.jobs == {PLAN: "succeeded"}
 
     figures = {
         "ci_day_s": round(time.monotonic() - started, 1),
