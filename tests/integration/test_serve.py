@@ -260,7 +260,7 @@ def test_analyze_exit_codes_against_a_real_prometheus(server, tmp_path):
         codes[name] = analyze(name, "--arg", "hash=h1").returncode
     assert codes == {"fails": 1, "no-data": 2, "broken": 3}
     missing = analyze("fails")
-    assert missing.returncode == 2 and "no value for argument(s) hash" in missing.stderr
+    assert missing.returncode == 5 and "no value for argument(s) hash" in missing.stderr
 
 
 def test_feedback_sample_reads_its_logs_and_asks_it_for_the_challenger_answer(server):
