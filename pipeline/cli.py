@@ -173,10 +173,27 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
                 {
                     "action": "append",
                     "metavar": "NAME=VALUE",
-                    "help": "error_rate=0.1, latency_ms=800 or ttft_factor=3 (repeatable)",
+                    "help": "error_rate=0.1, http_error_rate=0.1, latency_ms=800 or"
+                    " ttft_factor=3 (repeatable)",
                 },
             ),
             (("--engine",), {"choices": ["transformers", "vllm"], "default": "transformers"}),
+            (
+                ("--max-model-len",),
+                {"type": int, "help": "context length (default: the model's positions)"},
+            ),
+            (
+                ("--max-num-seqs",),
+                {"type": int, "default": 16, "help": "sequences decoded together (vLLM's)"},
+            ),
+            (
+                ("--max-waiting",),
+                {"type": int, "default": 256, "help": "requests that may wait; more get 503"},
+            ),
+            (
+                ("--max-body-bytes",),
+                {"type": int, "default": 4 * 1024 * 1024, "help": "larger bodies get 413"},
+            ),
             (("--seed",), {"type": int, "default": 0, "help": "seed of sampling"}),
             (("--threads",), {"type": int, "help": "torch CPU threads (default: torch's)"}),
         ],
@@ -211,7 +228,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
                 {
                     "action": "append",
                     "metavar": "NAME=VALUE",
-                    "help": "error_rate=0.1, latency_ms=800 or ttft_factor=3 (repeatable)",
+                    "help": "error_rate=0.1, http_error_rate=0.1, latency_ms=800 or"
+                    " ttft_factor=3 (repeatable)",
                 },
             ),
             (

@@ -3,7 +3,8 @@
 Names and bucket bounds are those of vLLM 0.33 (`vllm/v1/metrics/loggers.py`); every engine
 series carries `model_name` (the served model name) and `engine`. Counters are declared
 without `_total`, which prometheus_client appends on export, as vLLM's do. The HTTP series
-are those of prometheus-fastapi-instrumentator, which vLLM uses: status grouped as 2xx/4xx/5xx.
+come from prometheus-fastapi-instrumentator itself, on this registry, as vLLM configures it
+(pipeline/serve/server.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
                 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
 ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
                7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
-HTTP_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0)
 FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
 
 
@@ -33,17 +33,12 @@ class EngineMetrics:
     generation_tokens: Counter
     running: Gauge
     waiting: Gauge
-    http_requests: Counter
-    http_duration: Histogram
+    kv_cache: Gauge
 
     labels: dict[str, str]
 
     def finished(self, reason: str) -> None:
         self.success.labels(**self.labels, finished_reason=reason).inc()
-
-    def status(self, handler: str, method: str, code: int, seconds: float) -> None:
-        self.http_requests.labels(handler=handler, method=method, status=f"{code // 100}xx").inc()
-        self.http_duration.labels(handler=handler, method=method).observe(seconds)
 
 
 def engine_metrics(model_name: str, engine: str = "0") -> EngineMetrics:
@@ -90,22 +85,20 @@ def engine_metrics(model_name: str, engine: str = "0") -> EngineMetrics:
             "vllm:num_requests_running", "Number of requests in model execution batches."
         ),
         waiting=gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed."),
-        http_requests=Counter(
-            "http_requests",
-            "Total number of requests by method, status and handler.",
-            ["handler", "method", "status"],
-            registry=reg,
-        ),
-        http_duration=Histogram(
-            "http_request_duration_seconds",
-            "Latency with only few buckets by handler.",
-            ["handler", "method"],
-            buckets=HTTP_BUCKETS,
-            registry=reg,
-        ),
+        kv_cache=gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage."),
         labels={"model_name": model_name, "engine": engine},
     )
-    for name in ("e2e", "ttft", "itl", "prompt_tokens", "generation_tokens", "running", "waiting"):
+    engine_series = (
+        "e2e",
+        "ttft",
+        "itl",
+        "prompt_tokens",
+        "generation_tokens",
+        "running",
+        "waiting",
+        "kv_cache",
+    )
+    for name in engine_series:
         setattr(m, name, getattr(m, name).labels(**m.labels))
     # every finished_reason is exported from the start (at 0), so rate() sees the first error
     for reason in FINISHED_REASONS:

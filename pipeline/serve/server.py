@@ -1,309 +1,204 @@
-"""`llmops serve`: an OpenAI-compatible server over transformers, for CPU work and tests.
+"""`llmops serve`: an OpenAI-compatible server over transformers that behaves as vLLM's does.
 
-Run: llmops serve --model models/base --adapter models/adapter --port 8000 \
-        --request-log logs/requests.jsonl
+Run: llmops serve --model models/base --adapter models/adapter --port 8000 \\
+        --request-log logs/requests.jsonl [--max-model-len 512] [--max-num-seqs 16]
 
-Endpoints as vLLM has them: `/v1/models`, `/v1/completions`, `/v1/chat/completions` (both with
-`"stream": true` as server-sent events), `/health`, `/metrics`. `/metrics` exports vLLM's own
-series (pipeline/serve/metrics.py), so the canary analysis, the alerts and the dashboard work
-unchanged against it. Every answered request is logged in the request-log schema
-(pipeline/feedback/logs.py) that sampling and drift read.
+What rehearsals, the feedback sampler and local work talk to instead of vLLM, so it refuses
+what vLLM refuses and accepts what it accepts (pipeline/serve/protocol.py: vLLM's request
+models and checks, its context-length errors, OpenAI's error shape naming the parameter):
+- `/v1/models`, `/v1/chat/completions`, `/v1/completions` (streamed as server-sent events,
+  `stream_options.include_usage` adding the usage chunk), `/health`, `/metrics`;
+- the `model` field routes as in vLLM: the served model name (or none) gets the base weights,
+  the adapter's name the LoRA adapter, anything else 404;
+- `n`, `stop`, `max_tokens`/`max_completion_tokens` (default: what the context has left),
+  `seed`, `temperature`/`top_p`, `logprobs`/`top_logprobs`, text content parts, prompt lists;
+- the engine (pipeline/serve/engine.py) batches up to `--max-num-seqs` sequences; the rest
+  wait, as in vLLM. A client that disconnects aborts its generation (finished_reason abort,
+  no log line); the request body is capped (`--max-body-bytes`, 413 beyond);
+- `/metrics`: vLLM's engine series (pipeline/serve/metrics.py) and the HTTP series from
+  prometheus-fastapi-instrumentator, configured as vLLM configures it (status grouped as
+  2xx/4xx/5xx, unmatched routes under handler `none`, health and metrics not counted);
+- one request-log line per finished request (pipeline/feedback/logs.py).
 
-One request is generated at a time, on one worker thread; others wait in a queue
-(`vllm:num_requests_waiting`), as they would in a saturated vLLM replica. Time to first token
-counts from arrival, queueing included, as vLLM's does.
+Faults for rehearsing a bad canary (`--fault NAME=VALUE`, repeatable): error_rate=0.1 (the
+engine fails them), http_error_rate=0.1 (the handler crashes first), latency_ms=800,
+ttft_factor=3 (pipeline/serve/engine.py: Faults).
 
-Faults, for rehearsing a bad canary (`--fault NAME=VALUE`, repeatable):
-  error_rate=0.1   answer that share of requests, evenly spread, with HTTP 500
-                   (finished_reason="error")
-  latency_ms=800   add that much latency before the first token
-  ttft_factor=3    multiply the time to first token
-
-This is a stand-in for local work; the manifests serve with vLLM. `--engine vllm` starts vLLM's
-own server with the same model, adapter, host and port where vLLM and a GPU are present.
+A stand-in for local work; the manifests serve with vLLM. `--engine vllm` execs vLLM's own
+server with the same model, adapter, host and port where vLLM and a GPU are present.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
-import math
 import os
-import queue
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator
 
 from pipeline.feedback.logs import RequestLog, now_iso
 from pipeline.io import UserError
-from pipeline.serve.metrics import EngineMetrics, engine_metrics
+from pipeline.serve.engine import Delta, Engine, Faults, InjectedError, Job, QueueFull, Spread
+from pipeline.serve.protocol import (
+    BadRequest,
+    ChatRequest,
+    CompletionRequest,
+    Context,
+    error_body,
+    parse,
+    sampling_params,
+)
 
-DEFAULT_MAX_TOKENS = 64
-# not counted in http_requests_total: vLLM's instrumentator leaves these out too
-UNCOUNTED = {"/metrics", "/health", "/ping", "/version", "/load", "/server_info"}
-
-
-@dataclass(frozen=True)
-class Faults:
-    error_rate: float = 0.0
-    latency_ms: float = 0.0
-    ttft_factor: float = 1.0
-
-    @classmethod
-    def parse(cls, items: list[str] | None) -> Faults:
-        """`["error_rate=0.1", "latency_ms=800"]` -> Faults; a bad item is a UserError."""
-        names = {f.name for f in fields(cls)}
-        values: dict[str, float] = {}
-        for item in items or []:
-            name, sep, raw = item.partition("=")
-            if not sep or name not in names:
-                raise UserError(
-                    f"--fault {item!r}: expected NAME=VALUE, NAME one of {sorted(names)}"
-                )
-            try:
-                values[name] = float(raw)
-            except ValueError:
-                raise UserError(f"--fault {item!r}: {raw!r} is not a number") from None
-        faults = cls(**values)
-        if not 0 <= faults.error_rate <= 1 or faults.latency_ms < 0 or faults.ttft_factor < 1:
-            raise UserError("--fault: error_rate in [0, 1], latency_ms >= 0, ttft_factor >= 1")
-        return faults
+# not counted in http_requests_total: the handlers vLLM's instrumentator leaves out
+UNCOUNTED = ["/metrics", "/health", "/load", "/ping", "/version", "/server_info"]
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
-class InjectedError(RuntimeError):
-    """The error an `error_rate` fault answers with."""
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is answered 413 without being kept:
+    the rest is read and dropped (for at most `drain_s` seconds, as nginx's lingering close),
+    so the client, still sending, gets to read the answer instead of a reset connection."""
+
+    def __init__(self, app: Any, limit: int, drain_s: float = 10.0):
+        self.app, self.limit, self.drain_s = app, limit, drain_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self.refuse(receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except BodyTooLarge:
+            await self.refuse(receive, send)
+
+    async def refuse(self, receive, send):
+        deadline = time.monotonic() + self.drain_s
+        while time.monotonic() < deadline:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        body = json.dumps(
+            error_body(f"request body over {self.limit} bytes", "BadRequestError", 413)
+        ).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
 
 
-@dataclass
-class Job:
-    prompt_ids: list[int]
-    max_tokens: int
-    temperature: float
-    emit: Callable[[str, Any], None]  # ("token", [ids]) / ("done", Result) / ("error", exc)
-    arrival: float = field(default_factory=time.perf_counter)
-
-
-@dataclass
-class Result:
-    token_ids: list[int]
-    finish_reason: str
-    ttft_s: float
-    e2e_s: float
-    confidence: float | None  # geometric-mean probability of the generated tokens
-
-
-class Engine:
-    """Generates one job at a time on a worker thread and keeps vLLM's engine metrics."""
-
-    def __init__(
-        self,
-        model: Any,
-        tok: Any,
-        metrics: EngineMetrics,
-        faults: Faults,
-        seed: int = 0,
-        threads: int | None = None,
-    ):
-        self.model, self.tok, self.metrics, self.faults = model, tok, metrics, faults
-        import torch
-
-        torch.manual_seed(seed)  # sampling (temperature > 0) is reproducible per server
-        if threads:
-            torch.set_num_threads(threads)
-        self.error_credit = 0.0
-        self.jobs: queue.Queue[Job] = queue.Queue()
-        threading.Thread(target=self._loop, name="engine", daemon=True).start()
-
-    def warm_up(self) -> None:
-        """One short generation before serving, so the first request is not the slow one (the
-        first in a fresh process is several times slower; vLLM warms up at start too)."""
-        import torch
-
-        ids = torch.tensor([self.tok("warm up", add_special_tokens=False)["input_ids"]])
-        with torch.no_grad():
-            self.model.generate(input_ids=ids.to(self.model.device), max_new_tokens=4,
-                                do_sample=False, pad_token_id=self.tok.pad_token_id)  # fmt: skip
-
-    def submit(self, job: Job) -> None:
-        self.jobs.put(job)
-        self.metrics.waiting.set(self.jobs.qsize())
-
-    def _loop(self) -> None:
-        while True:
-            job = self.jobs.get()
-            self.metrics.waiting.set(self.jobs.qsize())
-            self.metrics.running.set(1)
-            try:
-                job.emit("done", self._generate(job))
-            except Exception as exc:  # reported to the client as a 500, never kills the loop
-                self.metrics.finished("error")
-                job.emit("error", exc)
-            finally:
-                self.metrics.running.set(0)
-
-    def _generate(self, job: Job) -> Result:
-        import torch
-        from transformers.generation.streamers import BaseStreamer
-
-        # exactly `error_rate` of requests fail, spread evenly (not by chance: a short window
-        # of a rehearsal must see them)
-        self.error_credit += self.faults.error_rate
-        if self.error_credit >= 1 - 1e-9:
-            self.error_credit -= 1
-            raise InjectedError("injected fault: error_rate")
-        if self.faults.latency_ms:
-            time.sleep(self.faults.latency_ms / 1000)
-        engine, stamps, started = self, [], time.perf_counter()
-
-        class Tokens(BaseStreamer):
-            prompt_seen = False
-
-            def put(self, value: Any) -> None:
-                if not self.prompt_seen:  # generate() first passes the prompt itself
-                    self.prompt_seen = True
-                    return
-                if not stamps and engine.faults.ttft_factor > 1:  # prefill, queue left out
-                    time.sleep((time.perf_counter() - started) * (engine.faults.ttft_factor - 1))
-                stamps.append(time.perf_counter())
-                job.emit("token", value.view(-1).tolist())
-
-            def end(self) -> None:
-                pass
-
-        ids = torch.tensor([job.prompt_ids], device=self.model.device)
-        sample = job.temperature > 0
-        with torch.no_grad():
-            out = self.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=job.max_tokens,
-                do_sample=sample,
-                temperature=job.temperature if sample else None,
-                top_p=None,
-                top_k=None,
-                pad_token_id=self.tok.pad_token_id,
-                eos_token_id=self.tok.eos_token_id,
-                streamer=Tokens(),
-                output_scores=True,
-                return_dict_in_generate=True,
-            )
-        new = out.sequences[0, ids.shape[1] :].tolist()
-        logps = [
-            torch.log_softmax(scores[0].float(), dim=-1)[token].item()
-            for scores, token in zip(out.scores, new, strict=False)
-        ]
-        stopped = self.tok.eos_token_id in new
-        if stopped:
-            new = new[: new.index(self.tok.eos_token_id)]
-        end = time.perf_counter()
-        result = Result(
-            token_ids=new,
-            finish_reason="stop" if stopped else "length",
-            ttft_s=(stamps[0] if stamps else end) - job.arrival,
-            e2e_s=end - job.arrival,
-            confidence=math.exp(sum(logps) / len(logps)) if logps else None,
-        )
-        m = self.metrics
-        m.ttft.observe(result.ttft_s)
-        m.e2e.observe(result.e2e_s)
-        for a, b in itertools.pairwise(stamps):
-            m.itl.observe(b - a)
-        m.prompt_tokens.inc(len(job.prompt_ids))
-        m.generation_tokens.inc(len(new))
-        m.finished(result.finish_reason)
-        return result
-
-
-class BadRequest(ValueError):
-    """A request the client must fix: HTTP 400 with OpenAI's error shape."""
-
-
-def _int(body: dict, key: str, default: int) -> int:
-    value = body.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadRequest(f"`{key}` must be a positive integer")
-    return value
-
-
-def _messages(body: dict) -> list[dict]:
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise BadRequest("`messages` must be a non-empty list")
-    out = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
-            raise BadRequest(f"`messages[{i}]` must be {{'role': ..., 'content': str}}")
-        if m.get("role") not in ("system", "user", "assistant"):
-            raise BadRequest(f"`messages[{i}].role` must be system, user or assistant")
-        out.append({"role": m["role"], "content": m["content"]})
-    return out
+class BodyTooLarge(Exception):
+    pass
 
 
 @dataclass
 class Server:
-    """What the HTTP handlers share: the tokenizer, the engine, names and the request log."""
+    """What the HTTP handlers share: tokenizer, engine, names, limits and the request log."""
 
     tok: Any
     engine: Engine
-    names: list[str]  # served model name first, then the adapter's name
+    base_name: str
+    adapter_name: str | None
     model_version: str
+    max_model_len: int
     log: RequestLog
+    defaults: dict  # sampling defaults from the model's generation_config.json, as vLLM's
 
-    def check_model(self, body: dict) -> str:
-        name = body.get("model") or self.names[0]
-        if name not in self.names:
-            raise LookupError(f"The model `{name}` does not exist.")
-        return name
+    @cached_property
+    def max_chars_per_token(self) -> int:
+        """The longest vocabulary entry (vLLM's bound on characters per input token)."""
+        return max(len(t) for t in self.tok.get_vocab())
 
-    def decode(self, ids: list[int]) -> str:
-        return self.tok.decode(ids, skip_special_tokens=True)
+    def route(self, name: str | None) -> tuple[str, bool]:
+        """(served name, whether the adapter serves it), as vLLM routes `model`."""
+        if name in (None, "", self.base_name):
+            return self.base_name, False
+        if self.adapter_name and name == self.adapter_name:
+            return name, True
+        raise LookupError(f"The model `{name}` does not exist.")
 
-    def record(self, rid: str, start: str, prompt: str, text: str, n_prompt: int, r: Result):
+    def record(self, job: Job, rid: str, start: str, prompt: str) -> None:
+        choice = job.choices[0]
+        confidence = self.engine.confidence(choice)
         self.log.write(
             {
                 "time": start,
                 "request_id": rid,
                 "model_version": self.model_version,
                 "prompt": prompt,
-                "response": text,
-                "latency_ms": round(r.e2e_s * 1000, 3),
-                "prompt_tokens": n_prompt,
-                "completion_tokens": len(r.token_ids),
-                "confidence": None if r.confidence is None else round(r.confidence, 6),
-                "finish_reason": r.finish_reason,
+                "response": choice.text.strip(),
+                "latency_ms": round((job.finished_at - job.arrival) * 1000, 3),
+                "prompt_tokens": len(job.prompt_ids),
+                "completion_tokens": len(choice.ids),
+                "confidence": None if confidence is None else round(confidence, 6),
+                "finish_reason": choice.finish_reason,
             }
         )
 
 
-def create_app(server: Server, metrics: EngineMetrics):
+def chat_logprobs(server: Server, lps: list[dict]) -> dict:
+    def one(token_id: int, logprob: float) -> dict:
+        token = server.tok.decode([token_id])
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {
+        "content": [
+            {
+                **one(lp["token_id"], lp["logprob"]),
+                "top_logprobs": [one(t, v) for t, v in lp["top"]],
+            }
+            for lp in lps
+        ]
+    }
+
+
+def completion_logprobs(server: Server, lps: list[dict]) -> dict:
+    tokens = [server.tok.decode([lp["token_id"]]) for lp in lps]
+    return {
+        "tokens": tokens,
+        "token_logprobs": [lp["logprob"] for lp in lps],
+        "top_logprobs": [{server.tok.decode([t]): v for t, v in lp["top"]} for lp in lps],
+        "text_offset": [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))],
+    }
+
+
+def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
     app = FastAPI(title="llmops serve")
+    Instrumentator(excluded_handlers=UNCOUNTED, registry=metrics.registry).instrument(app)
+    crashes = Spread(server.engine.faults.http_error_rate)
 
-    def error(status: int, message: str, kind: str) -> JSONResponse:
-        return JSONResponse(
-            {"error": {"message": message, "type": kind, "code": status}}, status_code=status
-        )
+    def error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
+        return JSONResponse(error_body(message, kind, status, param), status_code=status)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        if request.url.path not in UNCOUNTED:
-            metrics.status(request.url.path, request.method, response.status_code,
-                           time.perf_counter() - t0)  # fmt: skip
-        return response
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return error(400, str(exc), "BadRequestError")
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):  # counted 5xx before it gets here
+        return error(500, f"{type(exc).__name__}: {exc}", "InternalServerError")
 
     @app.get("/health")
     async def health():
@@ -315,143 +210,277 @@ def create_app(server: Server, metrics: EngineMetrics):
 
     @app.get("/v1/models")
     async def models():
-        data = [{"id": n, "object": "model", "owned_by": "flywheel", "root": server.names[0]}
-                for n in server.names]  # fmt: skip
+        data = [
+            {
+                "id": server.base_name,
+                "object": "model",
+                "owned_by": "vllm",
+                "root": server.base_name,
+                "parent": None,
+                "max_model_len": server.max_model_len,
+            }
+        ]
+        if server.adapter_name:
+            data.append(
+                {
+                    "id": server.adapter_name,
+                    "object": "model",
+                    "owned_by": "vllm",
+                    "root": server.adapter_name,
+                    "parent": server.base_name,
+                }
+            )
         return {"object": "list", "data": data}
 
-    async def complete(request: Request, chat: bool):
+    async def read(request: Request, model: type) -> Any:
         try:
             body = await request.json()
-            if not isinstance(body, dict):
-                raise BadRequest("the body must be a JSON object")
-            name = server.check_model(body)
-            if chat:
-                msgs = _messages(body)
-                users = [m["content"] for m in msgs if m["role"] == "user"]
-                logged = users[-1] if users else msgs[-1]["content"]
-                text = server.tok.apply_chat_template(
-                    msgs, tokenize=False, add_generation_prompt=True
-                )
-            else:
-                text = body.get("prompt")
-                if not isinstance(text, str) or not text:
-                    raise BadRequest("`prompt` must be a non-empty string")
-                logged = text
-            max_tokens = _int(body, "max_tokens", DEFAULT_MAX_TOKENS)
-            temperature = float(body.get("temperature") or 0.0)
-        except (BadRequest, ValueError) as exc:
-            return error(400, str(exc), "BadRequestError")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the request body is not JSON: {exc}") from None
+        return parse(model, body)
+
+    def render(req: Any, chat: bool, context: Context) -> tuple[list[list[int]], list[str]]:
+        """(token ids per prompt, what the request log keeps of each): the chat template
+        applied to the messages, or the completion prompts; text too long for the context is
+        refused before it is tokenized, as vLLM's renderer does."""
+        if chat:
+            messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+            users = [m["content"] for m in messages if m["role"] == "user"]
+            logged = [users[-1] if users else (messages[-1]["content"] if messages else "")]
+            texts: list[str | list[int]] = [
+                server.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            ]
+        else:
+            texts = req.prompts()
+            logged = [p if isinstance(p, str) else server.tok.decode(p) for p in texts]
+        prompts = []
+        for text in texts:
+            if isinstance(text, str):
+                context.check_text(text, server.max_chars_per_token)
+                text = server.tok(text, add_special_tokens=False)["input_ids"]
+            prompts.append(list(text))
+        return prompts, logged
+
+    async def serve(request: Request, chat: bool):
+        if crashes():
+            raise InjectedError("injected fault: http_error_rate")
+        try:
+            req = await read(request, ChatRequest if chat else CompletionRequest)
+            name, adapter = server.route(req.model)
+            context = Context(server.max_model_len, *req.output_budget())
+            prompts, logged = render(req, chat, context)
+            loop = asyncio.get_running_loop()
+            events: asyncio.Queue = asyncio.Queue()
+
+            def emit(kind: str, value: Any) -> None:
+                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+
+            jobs = [
+                Job(ids, sampling_params(req, context.budget(len(ids)), len(server.tok),
+                                         server.defaults), adapter, emit, stream=bool(req.stream))
+                for ids in prompts
+            ]  # fmt: skip
+        except BadRequest as exc:
+            return error(400, str(exc), "BadRequestError", exc.param)
         except LookupError as exc:
-            return error(404, str(exc), "NotFoundError")
+            return error(404, str(exc), "NotFoundError", "model")
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        start = now_iso()
-        prompt_ids = server.tok(text, add_special_tokens=False)["input_ids"]
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-
-        def emit(kind: str, value: Any) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
-
-        server.engine.submit(Job(prompt_ids, max_tokens, temperature, emit))
+        start, created = now_iso(), int(time.time())
         kind_id = ("chatcmpl-" if chat else "cmpl-") + rid
-        created = int(time.time())
-
-        def finish(result: Result) -> str:
-            answer = server.decode(result.token_ids).strip()
-            server.record(rid, start, logged, answer, len(prompt_ids), result)
-            return answer
-
-        if body.get("stream"):
+        try:
+            server.engine.submit(jobs)
+        except QueueFull as exc:
+            return error(503, str(exc), "ServiceUnavailableError")
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(
-                _sse(events, server, chat, kind_id, created, name, finish),
+                stream(
+                    events,
+                    jobs,
+                    chat,
+                    kind_id,
+                    created,
+                    name,
+                    rid,
+                    start,
+                    logged,
+                    include_usage,
+                    req.top() is not None,
+                ),
                 media_type="text/event-stream",
                 headers={"x-request-id": rid},
             )
-        while True:
-            kind, value = await events.get()
-            if kind == "error":
-                return error(500, str(value), "InternalServerError")
-            if kind == "done":
-                break
-        answer = finish(value)
-        usage = {
-            "prompt_tokens": len(prompt_ids),
-            "completion_tokens": len(value.token_ids),
-            "total_tokens": len(prompt_ids) + len(value.token_ids),
-        }
-        choice = (
-            {"index": 0, "message": {"role": "assistant", "content": answer}}
-            if chat
-            else {"index": 0, "text": answer}
-        )
-        choice["finish_reason"] = value.finish_reason
-        obj = "chat.completion" if chat else "text_completion"
+        try:
+            pending = len(jobs)
+            while pending:
+                try:
+                    kind, value = await asyncio.wait_for(events.get(), timeout=0.25)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        raise asyncio.CancelledError from None
+                    continue
+                if kind == "error":
+                    for job in jobs:
+                        job.aborted.set()
+                    return error(500, str(value), "InternalServerError")
+                pending -= kind == "done"
+        except asyncio.CancelledError:
+            for job in jobs:
+                job.aborted.set()
+            raise
+        choices = []
+        for p, job in enumerate(jobs):
+            server.record(job, rid, start, logged[p])
+            for c in job.choices:
+                entry: dict[str, Any] = {
+                    "index": p * len(job.choices) + c.index,
+                    "finish_reason": c.finish_reason,
+                    "stop_reason": c.stop_reason,
+                }
+                lps = c.logprobs if req.top() is not None else None
+                if chat:
+                    entry["message"] = {"role": "assistant", "content": c.text}
+                    entry["logprobs"] = chat_logprobs(server, lps) if lps is not None else None
+                else:
+                    entry["text"] = c.text
+                    entry["logprobs"] = completion_logprobs(server, lps) if lps else None
+                choices.append(entry)
+        prompt_tokens = sum(len(j.prompt_ids) for j in jobs)
+        completion_tokens = sum(len(c.ids) for j in jobs for c in j.choices)
         return JSONResponse(
             {
                 "id": kind_id,
-                "object": obj,
+                "object": "chat.completion" if chat else "text_completion",
                 "created": created,
                 "model": name,
-                "choices": [choice],
-                "usage": usage,
+                "choices": choices,
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
             },
             headers={"x-request-id": rid},
         )
 
+    async def stream(
+        events, jobs, chat, kind_id, created, name, rid, start, logged, include_usage, with_logprobs
+    ):
+        """Server-sent events as vLLM streams them: per choice a first chunk with the role
+        (chat), text as it is decoded, a chunk with the finish reason; with include_usage a
+        last chunk of usage; then `data: [DONE]`. A client gone mid-stream aborts the jobs."""
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        job = jobs[0]  # streaming serves one prompt (lists of prompts answer in one body)
+
+        def chunk(choices: list[dict], usage: dict | None = None) -> str:
+            body = {
+                "id": kind_id,
+                "object": obj,
+                "created": created,
+                "model": name,
+                "choices": choices,
+            }
+            if usage is not None:
+                body["usage"] = usage
+            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+        def piece(d: Delta, ended: bool) -> dict:
+            """A chunk's choice: the delta's text, or (ended) its finish reason."""
+            text, lps = ("", []) if ended else (d.text, d.logprobs)
+            entry: dict[str, Any] = {"index": d.index, "finish_reason": None}
+            if chat:
+                entry["delta"] = {} if ended else {"content": text}
+                entry["logprobs"] = chat_logprobs(server, lps) if with_logprobs and lps else None
+            else:
+                entry["text"] = text
+                entry["logprobs"] = (
+                    completion_logprobs(server, lps) if with_logprobs and lps else None
+                )
+            if ended:
+                entry["finish_reason"], entry["stop_reason"] = d.finish_reason, d.stop_reason
+            return entry
+
+        try:
+            if chat:
+                yield chunk(
+                    [
+                        {
+                            "index": c.index,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                        for c in job.choices
+                    ]
+                )
+            while True:
+                kind, value = await events.get()
+                if kind == "delta":
+                    out = [piece(d, ended=False) for d in value if d.text]
+                    ended = [piece(d, ended=True) for d in value if d.finish_reason]
+                    for group in (out, ended):
+                        if group:
+                            yield chunk(group)
+                elif kind == "error":
+                    failure = error_body(str(value), "InternalServerError", 500)
+                    yield f"data: {json.dumps(failure)}\n\n"
+                    break
+                else:
+                    server.record(job, rid, start, logged[0])
+                    if include_usage:
+                        n_out = sum(len(c.ids) for c in job.choices)
+                        yield chunk(
+                            [],
+                            {
+                                "prompt_tokens": len(job.prompt_ids),
+                                "completion_tokens": n_out,
+                                "total_tokens": len(job.prompt_ids) + n_out,
+                            },
+                        )
+                    break
+            yield "data: [DONE]\n\n"
+        finally:  # the client left (or the stream ended): stop generating for it
+            if job.finished_at is None:
+                job.aborted.set()
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        return await complete(request, chat=True)
+        return await serve(request, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        return await complete(request, chat=False)
+        return await serve(request, chat=False)
 
-    return app
+    return BodyLimit(app, max_body_bytes)
 
 
-async def _sse(events, server: Server, chat: bool, rid: str, created: int, name: str, finish):
-    """Server-sent events as OpenAI streams them: one chunk per new piece of text, then the
-    finish reason, then `data: [DONE]`. Text is decoded from all tokens so far, so a character
-    split across tokens is sent whole."""
-    obj = "chat.completion.chunk" if chat else "text_completion"
-    ids: list[int] = []
-    sent = ""
-
-    def chunk(text: str | None, reason: str | None) -> str:
-        if chat:
-            delta = {} if text is None else {"content": text}
-            if not sent and text is not None:
-                delta["role"] = "assistant"
-            choice = {"index": 0, "delta": delta, "finish_reason": reason}
-        else:
-            choice = {"index": 0, "text": text or "", "finish_reason": reason}
-        body = {"id": rid, "object": obj, "created": created, "model": name, "choices": [choice]}
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
-
-    while True:
-        kind, value = await events.get()
-        if kind == "token":
-            ids.extend(t for t in value if t != server.tok.eos_token_id)
-            text = server.decode(ids)
-            if len(text) > len(sent) and not text.endswith("\ufffd"):
-                piece, sent = text[len(sent) :], text
-                yield chunk(piece, None)
-        elif kind == "error":
-            err = {"error": {"message": str(value), "type": "InternalServerError", "code": 500}}
-            yield f"data: {json.dumps(err)}\n\n"
-            break
-        else:
-            finish(value)
-            yield chunk(None, value.finish_reason)
-            break
-    yield "data: [DONE]\n\n"
+def generation_defaults(model_dir: Path) -> dict:
+    """The sampling defaults vLLM takes from a model's generation_config.json (its
+    `--generation-config auto`): the ones set there, of those this server samples with."""
+    path = model_dir / "generation_config.json"
+    config = json.loads(path.read_text()) if path.exists() else {}
+    return {k: float(config[k]) for k in ("temperature", "top_p") if config.get(k) is not None}
 
 
 def vllm_command(args: argparse.Namespace) -> list[str]:
     """vLLM's own OpenAI server with the same model, adapter, name, host and port."""
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", args.model,
-           "--served-model-name", args.served_model_name or Path(args.model).name,
-           "--host", args.host, "--port", str(args.port)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        args.model,
+        "--served-model-name",
+        args.served_model_name or Path(args.model).name,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--max-num-seqs",
+        str(args.max_num_seqs),
+    ]
+    if args.max_model_len:
+        cmd += ["--max-model-len", str(args.max_model_len)]
     if args.adapter:
         cmd += ["--enable-lora", "--lora-modules", f"{args.adapter_name}={args.adapter}"]
     return cmd
@@ -475,26 +504,53 @@ def main(args: argparse.Namespace) -> int:
     faults = Faults.parse(args.fault)
     import uvicorn
 
-    from pipeline.modeling import load_model, load_tokenizer
+    from pipeline.modeling import is_adapter, load_model, load_tokenizer
+    from pipeline.serve.metrics import engine_metrics
 
     model_dir = Path(args.model)
     if not model_dir.is_dir():
         raise UserError(f"--model {model_dir}: no such model directory")
-    if args.adapter and not Path(args.adapter).is_dir():
-        raise UserError(f"--adapter {args.adapter}: no such directory")
-    tok = load_tokenizer(Path(args.adapter) if args.adapter else model_dir)
-    model = load_model(model_dir, Path(args.adapter) if args.adapter else None)
+    adapter = Path(args.adapter) if args.adapter else None
+    if adapter and not adapter.is_dir():
+        raise UserError(f"--adapter {adapter}: no such directory")
+    has_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").exists()
+    tok = load_tokenizer(adapter if has_tokenizer else model_dir)
+    tuned = load_model(model_dir, adapter) if adapter else None
+    if tuned is not None and is_adapter(adapter):
+        models = {False: tuned, True: tuned}  # PEFT: the base by disabling the adapter
+    else:
+        models = {False: load_model(model_dir), **({True: tuned} if tuned is not None else {})}
+    positions = getattr(models[False].config, "max_position_embeddings", None) or 2048
+    max_model_len = args.max_model_len or positions
+    if max_model_len > positions:
+        raise UserError(f"--max-model-len {max_model_len} is over the model's {positions}")
     name = args.served_model_name or model_dir.name
-    names = [name] + ([args.adapter_name] if args.adapter and args.adapter_name != name else [])
+    adapter_name = args.adapter_name if adapter else None
+    if adapter_name == name:
+        raise UserError("--adapter-name must differ from the served model name")
     metrics = engine_metrics(name)
     version = args.model_version or os.environ.get("MODEL_VERSION", "dev")
-    engine = Engine(model, tok, metrics, faults, args.seed, args.threads)
+    engine = Engine(
+        models,
+        tok,
+        metrics,
+        faults,
+        args.max_num_seqs,
+        max_model_len,
+        args.seed,
+        args.threads,
+        args.max_waiting,
+    )
     engine.warm_up()
-    server = Server(tok, engine, names, version, RequestLog(args.request_log))
+    server = Server(tok, engine, name, adapter_name, version, max_model_len,
+                    RequestLog(args.request_log), generation_defaults(model_dir))  # fmt: skip
+    names = ", ".join(n for n in (name, adapter_name) if n)
     print(
-        f"serving {', '.join(names)} (version {version}) on http://{args.host}:{args.port}"
+        f"serving {names} (version {version}, max_model_len {max_model_len}, max_num_seqs"
+        f" {args.max_num_seqs}) on http://{args.host}:{args.port}"
         + (f", faults {faults}" if faults != Faults() else ""),
         flush=True,
     )
-    uvicorn.run(create_app(server, metrics), host=args.host, port=args.port, log_level="warning")
+    app = create_app(server, metrics, args.max_body_bytes)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -20,19 +20,10 @@ from pipeline.processes import Processes, wait_http
 from pipeline.serve.metrics import E2E_BUCKETS, TTFT_BUCKETS
 
 from ..conftest import BIN, run
+from .conftest import start_serve
 
 pytestmark = pytest.mark.integration
 PROMPT = "这则通知属于哪个类别？\n\n标题：关于期末考试安排的通知"
-
-
-def start_server(procs: Processes, name: str, model: Path, log: Path, *extra: str) -> str:
-    side = Side(name, model, None, "7", name)
-    cmd = [str(BIN / "llmops"), "serve", "--model", str(model), "--port", str(side.port),
-           "--served-model-name", "tiny", "--model-version", "7", "--request-log", str(log),
-           "--threads", "1", *extra]  # fmt: skip
-    proc = procs.start(name, cmd)
-    wait_http(f"{side.url}/health", proc, name, procs, timeout=120)
-    return side.url
 
 
 def post(url: str, body: dict) -> tuple[int, dict | str]:
@@ -52,7 +43,8 @@ def post(url: str, body: dict) -> tuple[int, dict | str]:
 
 
 def chat(url: str, **kw) -> tuple[int, dict | str]:
-    body = {"model": "tiny", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 6}
+    body = {"model": "tiny", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 6,
+            "temperature": 0}  # fmt: skip
     return post(f"{url}/v1/chat/completions", {**body, **kw})
 
 
@@ -63,20 +55,14 @@ def scrape(url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_base, tmp_path_factory):
-    out = tmp_path_factory.mktemp("serve")
-    procs = Processes(out)
-    try:
-        url = start_server(procs, "healthy", tiny_base, out / "requests.jsonl")
-        yield url, out, procs
-    finally:
-        procs.stop()
+def server(served):
+    return served.url, served.out, served.procs
 
 
 def test_openai_endpoints_stream_and_errors(server):
     url, _, _ = server
     with urllib.request.urlopen(f"{url}/v1/models") as resp:
-        assert [m["id"] for m in json.load(resp)["data"]] == ["tiny"]
+        assert [m["id"] for m in json.load(resp)["data"]] == ["tiny", "notices"]
     status, body = chat(url)
     assert status == 200 and body["object"] == "chat.completion"
     answer = body["choices"][0]["message"]["content"]
@@ -89,6 +75,7 @@ def test_openai_endpoints_stream_and_errors(server):
                 "model": "tiny",
                 "messages": [{"role": "user", "content": PROMPT}],
                 "max_tokens": 6,
+                "temperature": 0,
                 "stream": True,
             }
         ).encode(),
@@ -109,7 +96,7 @@ def test_openai_endpoints_stream_and_errors(server):
     assert chat(url, messages=[{"role": "robot", "content": "x"}])[0] == 400
     assert chat(url, max_tokens=0)[0] == 400
     status, body = chat(url, model="gpt-4")
-    assert status == 404 and "does not exist" in body["error"]["message"]
+    assert status == 404 and body["error"]["param"] == "model"
 
 
 def test_metrics_carry_vllm_names_types_labels_and_buckets(server):
@@ -168,23 +155,31 @@ def test_request_logs_follow_the_schema(server):
 
 
 def test_faults_fail_exactly_their_share_and_add_latency(tiny_base, tmp_path):
+    """error_rate: the engine fails them (vLLM's finished_reason error, 500); http_error_rate:
+    the handler crashes before the engine sees them (a 500 only http_requests_total counts,
+    as with a vLLM frontend error); latency_ms delays the first token."""
     procs = Processes(tmp_path)
+    faults = ["error_rate=0.5", "http_error_rate=0.25", "latency_ms=300"]
     try:
-        url = start_server(procs, "faulty", tiny_base, tmp_path / "r.jsonl",
-                           "--fault", "error_rate=0.5", "--fault", "latency_ms=300")  # fmt: skip
-        statuses = [chat(url)[0] for _ in range(4)]
+        url = start_serve(procs, "faulty", tiny_base, tmp_path / "r.jsonl",
+                          *[arg for f in faults for arg in ("--fault", f)])  # fmt: skip
+        statuses = [chat(url)[0] for _ in range(8)]
         metrics = scrape(url)
     finally:
         procs.stop()
-    assert sorted(statuses) == [200, 200, 500, 500]
-    errors = [s for s in metrics["vllm:request_success"].samples
-              if s.name.endswith("_total") and s.labels["finished_reason"] == "error"]  # fmt: skip
-    assert errors[0].value == 2
+    assert sorted(statuses) == [200] * 3 + [500] * 5
+
+    def count(name: str, label: str, value: str) -> float:
+        return sum(s.value for s in metrics[name].samples
+                   if s.name.endswith("_total") and s.labels[label] == value)  # fmt: skip
+
+    assert count("vllm:request_success", "finished_reason", "error") == 3  # of the 6 it saw
+    assert count("http_requests", "status", "5xx") == 5  # the crashes too
     ttft = [s for s in metrics["vllm:time_to_first_token_seconds"].samples
             if s.name.endswith("_bucket") and s.labels["le"] == "0.25"]  # fmt: skip
     assert ttft[0].value == 0  # every answered request waited the added 300 ms first
     records, _ = read_logs([tmp_path / "r.jsonl"])
-    assert len(records) == 2 and min(r["latency_ms"] for r in records) >= 300
+    assert len(records) == 3 and min(r["latency_ms"] for r in records) >= 300
 
 
 ANALYSIS = """
@@ -280,4 +275,4 @@ def test_feedback_sample_reads_its_logs_and_asks_it_for_the_challenger_answer(se
     for t in tasks:
         challenger = t["left"] if t["left_model"].startswith("challenger") else t["right"]
         assert not challenger.startswith("旧：")
-        assert {t["left_model"], t["right_model"]} == {"champion:7", "challenger:tiny"}
+        assert {t["left_model"], t["right_model"]} == {"champion:7", "challenger:notices"}
