@@ -159,13 +159,23 @@ def prometheus_config(sides: list[Side], scrape_s: float) -> dict:
     }
 
 
-class Traffic(threading.Thread):
-    """Chat requests at a steady rate; the share `weight` (percent) goes to the canary,
-    spread evenly (a smooth weighted round robin, not random)."""
+def served_names(objs: list[dict]) -> tuple[str, str]:
+    """(served model name, adapter name) the overlay's pods serve under (its model.env)."""
+    for o in objs:
+        data = o.get("data") or {}
+        if o.get("kind") == "ConfigMap" and {"SERVED_MODEL_NAME", "ADAPTER_NAME"} <= set(data):
+            return data["SERVED_MODEL_NAME"], data["ADAPTER_NAME"]
+    raise UserError("the overlay has no ConfigMap with SERVED_MODEL_NAME and ADAPTER_NAME")
 
-    def __init__(self, stable: Side, canary: Side, prompts: list[str], rate: float):
+
+class Traffic(threading.Thread):
+    """Chat requests at a steady rate for `model` (the adapter's name, as production clients
+    must ask for it: any other name is answered by the base weights); the share `weight`
+    (percent) goes to the canary, spread evenly (a smooth weighted round robin, not random)."""
+
+    def __init__(self, stable: Side, canary: Side, prompts: list[str], rate: float, model: str):
         super().__init__(name="traffic", daemon=True)
-        self.sides, self.prompts, self.rate = (stable, canary), prompts, rate
+        self.sides, self.prompts, self.rate, self.model = (stable, canary), prompts, rate, model
         self.weight, self.halt = 0, threading.Event()
         self.sent = {"stable": 0, "canary": 0}
         self.status: dict[str, dict[str, int]] = {"stable": {}, "canary": {}}
@@ -189,7 +199,8 @@ class Traffic(threading.Thread):
         self.pool.shutdown(wait=False, cancel_futures=True)  # in-flight ones end with the servers
 
     def request(self, side: Side, prompt: str) -> None:
-        body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": 8})
+        messages = [{"role": "user", "content": prompt}]
+        body = json.dumps({"model": self.model, "messages": messages, "max_tokens": 8})
         req = urllib.request.Request(
             f"{side.url}/v1/chat/completions", body.encode(), {"content-type": "application/json"}
         )
@@ -433,6 +444,7 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
     if set(overrides) - declared:
         unknown = ", ".join(sorted(set(overrides) - declared))
         raise UserError(f"--arg {unknown}: no AnalysisTemplate of {env} declares it")
+    served_name, adapter_name = served_names(objs)
     r = Rehearsal(env, args.time_scale, args.min_window, overrides)
     procs = Processes(out)
     try:
@@ -451,6 +463,7 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
         for side in (stable, canary):
             cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(side.base),
                    "--adapter", str(side.adapter), "--port", str(side.port),
+                   "--served-model-name", served_name, "--adapter-name", adapter_name,
                    "--model-version", side.version, "--threads", "1",
                    "--request-log", str(out / f"{side.role}.requests.jsonl")]  # fmt: skip
             for fault in side.faults:
@@ -473,7 +486,7 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
         wait_http(f"{prom_url}/-/ready", prom, "prometheus", procs, timeout=60)
         r.event("started", stable=stable.url, canary=canary.url, prometheus=prom_url,
                 faults=",".join(canary.faults) or "none")  # fmt: skip
-        traffic = Traffic(stable, canary, eval_prompts(), args.rate)
+        traffic = Traffic(stable, canary, eval_prompts(), args.rate, adapter_name)
         traffic.start()
         abort = threading.Event()
         try:

@@ -76,7 +76,8 @@ def from_log(records: list[dict]) -> list[tuple[str, str]]:
 
 def from_endpoint(url: str, max_new_tokens: int) -> Answerer:
     """Answers from an OpenAI-compatible server (vLLM, `llmops serve`): greedy chat
-    completions of the model it serves first (GET /v1/models)."""
+    completions of its fine-tuned model, the LoRA adapter it serves (the entry of GET
+    /v1/models with a parent), else of the one model it serves."""
     base = url.rstrip("/").removesuffix("/v1")
 
     def call(path: str, body: dict | None = None) -> dict:
@@ -92,7 +93,8 @@ def from_endpoint(url: str, max_new_tokens: int) -> Answerer:
             raise UserError(f"{base}{path}: {exc} (is the endpoint up?)") from None
 
     def answer(records: list[dict]) -> list[tuple[str, str]]:
-        model = call("/v1/models")["data"][0]["id"]
+        served = call("/v1/models")["data"]
+        model = next((m["id"] for m in served if m.get("parent")), served[0]["id"])
         out = []
         for i, r in enumerate(records, 1):
             body = {

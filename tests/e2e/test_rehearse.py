@@ -102,6 +102,21 @@ def test_a_canary_answering_5xx_is_aborted_and_its_promotion_reverted(promoted, 
     assert "MODEL_VERSION=0" in (promoted / "manifests/overlays/staging/model.env").read_text()
 
 
+def test_frontend_5xx_are_seen_by_the_http_error_rate_alone(workspace, tmp_path):
+    """A handler that crashes before the engine sees the request never reaches
+    vllm:request_success_total, on vLLM as here: the success-rate analysis reads ~1.0 and
+    passes, and only http-error-rate (http_requests_total) aborts the rollout."""
+    code, report, _ = rehearse(workspace, tmp_path / "out", "--canary-fault",
+                               "http_error_rate=0.1")  # fmt: skip
+    assert code == 1 and report["result"] == "Aborted", report["why"]
+    assert "http-error-rate" in report["why"] and "success-rate" not in report["why"]
+    measured = [m for a in report["analyses"] for m in a["measurements"]]
+    success = [m for m in measured if m["metric"] == "success-rate" and m["value"]]
+    assert success and all(m["phase"] == "Successful" for m in success), success
+    assert any(m["metric"] == "http-error-rate" and m["phase"] == "Failed" for m in measured)
+    assert report["traffic"]["status"]["canary"].get("500", 0) >= 1
+
+
 def test_a_canary_with_three_times_the_ttft_is_aborted(workspace, tmp_path):
     code, report, _ = rehearse(workspace, tmp_path / "out", "--canary-fault", "ttft_factor=3")
     assert code == 1 and report["result"] == "Aborted", report["why"]
