@@ -25,6 +25,14 @@ Every figure comes from running the real command here; nothing is typed by hand.
   a hand revert, a fork), with the trained copy above as its workspace; trainings_per_change:
   MLflow runs of the train stage the merged change caused in that day (1: trained on its pull
   request, never again). BENCH_SKIP=day.
+- serve_tokens_per_s_c1 / _c16: completion tokens per second through `llmops serve` (the
+  trained base + adapter, --max-num-seqs 16), 1 and 16 requests in flight, greedy, 32 tokens
+  each (`ignore_eos`, as vLLM's serving benchmark asks); generate_tokens_per_s_c1 / _c16:
+  plain `transformers` generate() with the same model, prompts and budget, one prompt at a
+  time and the 16 in one batch; serve_vs_generate_c1 / _c16: the server's figure over
+  generate()'s (its overhead, as a ratio of one run); serve_rss_peak_mb: the server's peak
+  resident memory under pipeline/serve/load.py's abuse (a huge max_tokens, a 40,000-character
+  prompt, 64 streams half of which hang up, a 10 MB body). BENCH_SKIP=serve.
 - dedup_docs_per_s (and per CPU second): exact + near-duplicate removal (dedup.py, with
   params.prepare's threshold, shingle size and hashes) over 20,000 generated notices.
 - index_docs_per_s: the index stage's embedding + Chroma upsert of 1,000 generated notices
@@ -264,6 +272,70 @@ def bench_day(repo: Path) -> dict[str, float]:
     return {"ci_day_s": day["ci_day_s"], "trainings_per_change": day["trainings_per_change"]}
 
 
+def generate_rate(base: Path, adapter: Path, prompts: list[str], batch: int,
+                  max_tokens: int) -> float:  # fmt: skip
+    """Completion tokens per second of plain generate(), greedy, `batch` prompts at a time
+    (left-padded), each generating `max_tokens` (EOS held off, as the server's ignore_eos)."""
+    import torch
+
+    from pipeline.modeling import load_model, load_tokenizer
+
+    tok, model = load_tokenizer(adapter), load_model(base, adapter)
+    tok.padding_side = "left"
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                     add_generation_prompt=True) for p in prompts]  # fmt: skip
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    with torch.no_grad():  # warm-up, as the server warms up
+        model.generate(**tok(texts[:1], return_tensors="pt", add_special_tokens=False),
+                       max_new_tokens=2, do_sample=False, pad_token_id=pad)  # fmt: skip
+    tokens, start = 0, time.perf_counter()
+    for i in range(0, len(texts), batch):
+        enc = tok(texts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_tokens, min_new_tokens=max_tokens,
+                                 do_sample=False, pad_token_id=pad)  # fmt: skip
+        tokens += out[:, enc["input_ids"].shape[1] :].numel()
+    return tokens / (time.perf_counter() - start)
+
+
+def bench_serve(models: Path, n: int = 16, max_tokens: int = 32) -> dict[str, float]:
+    """`llmops serve` against plain generate() on the same model, then its memory under abuse."""
+    from pipeline.data.sample import generate
+    from pipeline.processes import Processes, free_port, wait_http
+    from pipeline.serve.load import PeakRss, abuse, throughput
+
+    base, adapter = models / "base", models / "adapter"
+    if not (base / "config.json").exists() or not adapter.is_dir():
+        raise RuntimeError(f"{models}: no trained base and adapter; run `dvc repro` first")
+    prompts = [f"这则通知属于哪个类别？\n\n标题：{x['title']}" for x in generate(n)]
+    figures = {}
+    for c in (1, n):
+        rate = generate_rate(base, adapter, prompts, c, max_tokens)
+        figures[f"generate_tokens_per_s_c{c}"] = round(rate, 1)
+    procs, port = Processes(WORK), free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        proc = procs.start("serve", [sys.executable, "-m", "pipeline.cli", "serve",
+                                     "--model", str(base), "--adapter", str(adapter),
+                                     "--port", str(port), "--max-num-seqs", str(n)])  # fmt: skip
+        wait_http(f"{url}/health", proc, "serve", procs, timeout=180)
+        throughput(url, "notices", prompts[:1], 1, 2)  # the first request, as generate()'s
+        for c in (1, n):
+            rate = throughput(url, "notices", prompts, c, max_tokens)
+            figures[f"serve_tokens_per_s_c{c}"] = round(rate, 1)
+            figures[f"serve_vs_generate_c{c}"] = round(
+                rate / figures[f"generate_tokens_per_s_c{c}"], 2
+            )
+        with PeakRss(proc.pid) as rss:
+            seen = abuse(url, "notices")
+        if (seen.huge_max_tokens, seen.huge_prompt, seen.huge_body) != (400, 400, 413):
+            raise RuntimeError(f"the server answered abuse wrongly: {seen}")
+        figures["serve_rss_peak_mb"] = rss.peak_mb
+    finally:
+        procs.stop()
+    return figures
+
+
 def bench_dedup(n: int = 20_000) -> dict[str, float]:
     """Notices per second through `dedup`; imports and generating the notices not timed."""
     import datasketch  # noqa: F401  (its import, ~1 s, is not dedup time)
@@ -355,6 +427,10 @@ def main(args: argparse.Namespace | None = None) -> int:
     if "repro" not in skip and "day" not in skip:
         print("bench: a day of the release loop, the workflow files run by act ...", flush=True)
         results.update(bench_day(WORK / "repo"))
+    if "serve" not in skip:
+        print("bench: llmops serve vs generate(), then under abuse ...", flush=True)
+        models = WORK / "repo" / "models"
+        results.update(bench_serve(models if models.is_dir() else root / "models"))
     if "index" not in skip:
         print("bench: embedding 1,000 notices into a fresh Chroma index ...", flush=True)
         results.update(bench_index())
@@ -378,7 +454,7 @@ def main(args: argparse.Namespace | None = None) -> int:
     figures = ", ".join(
         f"{k}={v}"
         for k, v in sorted(results.items())
-        if k.endswith(("_s", "per_s", "speedup", "ratio"))
+        if k.endswith(("_s", "per_s", "speedup", "ratio", "_mb")) or "_per_s_" in k
     )
     print(f"bench: wrote {RESULTS}: {figures}")
     return 0
