@@ -272,13 +272,16 @@ def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_B
             loop = asyncio.get_running_loop()
             events: asyncio.Queue = asyncio.Queue()
 
-            def emit(kind: str, value: Any) -> None:
-                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+            def emitter(p: int):  # events name the prompt they belong to
+                return lambda kind, value: loop.call_soon_threadsafe(
+                    events.put_nowait, (p, kind, value)
+                )
 
             jobs = [
                 Job(ids, sampling_params(req, context.budget(len(ids)), len(server.tok),
-                                         server.defaults), adapter, emit, stream=bool(req.stream))
-                for ids in prompts
+                                         server.defaults), adapter, emitter(p),
+                    stream=bool(req.stream))
+                for p, ids in enumerate(prompts)
             ]  # fmt: skip
         except BadRequest as exc:
             return error(400, str(exc), "BadRequestError", exc.param)
@@ -314,7 +317,7 @@ def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_B
             pending = len(jobs)
             while pending:
                 try:
-                    kind, value = await asyncio.wait_for(events.get(), timeout=0.25)
+                    _, kind, value = await asyncio.wait_for(events.get(), timeout=0.25)
                 except TimeoutError:
                     if await request.is_disconnected():
                         raise asyncio.CancelledError from None
@@ -368,9 +371,10 @@ def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_B
     ):
         """Server-sent events as vLLM streams them: per choice a first chunk with the role
         (chat), text as it is decoded, a chunk with the finish reason; with include_usage a
-        last chunk of usage; then `data: [DONE]`. A client gone mid-stream aborts the jobs."""
+        last chunk of usage; then `data: [DONE]`. Prompt p's choice i is index p * n + i. A
+        client gone mid-stream aborts the jobs."""
         obj = "chat.completion.chunk" if chat else "text_completion"
-        job = jobs[0]  # streaming serves one prompt (lists of prompts answer in one body)
+        n = jobs[0].params.n
 
         def chunk(choices: list[dict], usage: dict | None = None) -> str:
             body = {
@@ -384,10 +388,10 @@ def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_B
                 body["usage"] = usage
             return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-        def piece(d: Delta, ended: bool) -> dict:
+        def piece(p: int, d: Delta, ended: bool) -> dict:
             """A chunk's choice: the delta's text, or (ended) its finish reason."""
             text, lps = ("", []) if ended else (d.text, d.logprobs)
-            entry: dict[str, Any] = {"index": d.index, "finish_reason": None}
+            entry: dict[str, Any] = {"index": p * n + d.index, "finish_reason": None}
             if chat:
                 entry["delta"] = {} if ended else {"content": text}
                 entry["logprobs"] = chat_logprobs(server, lps) if with_logprobs and lps else None
@@ -410,14 +414,15 @@ def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_B
                             "logprobs": None,
                             "finish_reason": None,
                         }
-                        for c in job.choices
+                        for c in jobs[0].choices
                     ]
                 )
-            while True:
-                kind, value = await events.get()
+            pending = len(jobs)
+            while pending:
+                p, kind, value = await events.get()
                 if kind == "delta":
-                    out = [piece(d, ended=False) for d in value if d.text]
-                    ended = [piece(d, ended=True) for d in value if d.finish_reason]
+                    out = [piece(p, d, ended=False) for d in value if d.text]
+                    ended = [piece(p, d, ended=True) for d in value if d.finish_reason]
                     for group in (out, ended):
                         if group:
                             yield chunk(group)
@@ -426,22 +431,18 @@ def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_B
                     yield f"data: {json.dumps(failure)}\n\n"
                     break
                 else:
-                    server.record(job, rid, start, logged[0])
-                    if include_usage:
-                        n_out = sum(len(c.ids) for c in job.choices)
-                        yield chunk(
-                            [],
-                            {
-                                "prompt_tokens": len(job.prompt_ids),
-                                "completion_tokens": n_out,
-                                "total_tokens": len(job.prompt_ids) + n_out,
-                            },
-                        )
-                    break
+                    server.record(jobs[p], rid, start, logged[p])
+                    pending -= 1
+            if not pending and include_usage:
+                prompt = sum(len(j.prompt_ids) for j in jobs)
+                out_tokens = sum(len(c.ids) for j in jobs for c in j.choices)
+                yield chunk([], {"prompt_tokens": prompt, "completion_tokens": out_tokens,
+                                 "total_tokens": prompt + out_tokens})  # fmt: skip
             yield "data: [DONE]\n\n"
         finally:  # the client left (or the stream ended): stop generating for it
-            if job.finished_at is None:
-                job.aborted.set()
+            for job in jobs:
+                if job.finished_at is None:
+                    job.aborted.set()
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):

@@ -310,6 +310,37 @@ def test_streams_start_with_the_role_and_end_with_usage(client):
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
 
 
+def test_streams_carry_every_prompt_and_choice(client, served):
+    """COMPL/CHAT streaming: prompt p's choice i is index p * n + i, each with its own end;
+    each prompt is one finished request in the log."""
+    lines = log_lines(served)
+    prompts = ["标题：", "正文："]
+    plain = client.completions.create(
+        model=SERVED_NAME, prompt=prompts, max_tokens=5, temperature=0
+    )
+    chunks = list(
+        client.completions.create(
+            model=SERVED_NAME, prompt=prompts, max_tokens=5, temperature=0, stream=True
+        )
+    )
+    texts = {0: "", 1: ""}
+    ends = []
+    for c in chunks:
+        for choice in c.choices:
+            texts[choice.index] += choice.text
+            if choice.finish_reason:
+                ends.append(choice.index)
+    assert sorted(ends) == [0, 1]
+    assert texts == {c.index: c.text for c in plain.choices}
+    assert log_lines(served) - lines == 4  # two prompts, asked twice
+    two = list(
+        client.chat.completions.create(
+            model=SERVED_NAME, messages=USER, n=2, max_tokens=4, temperature=1.0, stream=True
+        )
+    )
+    assert {ch.index for c in two for ch in c.choices if ch.finish_reason} == {0, 1}
+
+
 def test_a_client_gone_mid_stream_aborts_its_generation(served, tok):
     """vLLM aborts a request whose client disconnected and counts it finished_reason abort;
     it never reaches the request log, and the batch slot is freed."""
