@@ -43,6 +43,7 @@ repro: setup  ## run the DVC pipeline (only what changed)
 
 demo: setup tools  ## the whole loop on the embedded default: summary, release, canary rehearsal
 	dvc repro
+	llmops ci commit-results --local
 	dvc push --quiet
 	llmops register
 	llmops promote staging

@@ -147,6 +147,10 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
             (("--head",), {"help": "publish: the commit the results were trained from"}),
             (("--bundle",), {"help": "publish: the bundle's sha256 (pack's output)"}),
             (("--remote",), {"help": "push: DVC remote (default: core.remote)"}),
+            (
+                ("--local",),
+                {"action": "store_true", "help": "commit-results: commit here, push nothing"},
+            ),
         ],
     ),
     (

@@ -15,6 +15,7 @@ jobs, so that a model is trained once per change and PR code never holds a write
                           outputs, which DVC's push leaves behind (so another machine can
                           restore the stage instead of rerunning it)
     llmops ci commit-results   (main, when it had to train) commit dvc.lock and the outputs
+                          git keeps, pushed; `--local`: a plain commit here (`make demo`)
     llmops ci gate        exit 1 unless metrics/gate.json says passed
 """
 
@@ -254,15 +255,26 @@ def adopt() -> int:
     return 0
 
 
-def commit_results() -> int:
+def commit_results(local: bool = False) -> int:
     """Commit dvc.lock and the git-tracked outputs of this workspace onto the branch it was
     trained from (pushed, retried); nothing when that branch moved meanwhile (the newer commit
-    gets its own run)."""
+    gets its own run). `local`: a plain commit in this clone, nothing pushed (`make demo`,
+    so that a promotion names a commit holding the results it releases)."""
     from pipeline.release.promote import tracked_branch
 
     files: dict[str, bytes | None] = {
         p: Path(p).read_bytes() for p in ["dvc.lock", *tracked_outputs()] if Path(p).is_file()
     }
+    if local:
+        paths = sorted(files)
+        if not gitops.git("status", "--porcelain", "--", *paths):
+            print("ci commit-results: nothing changed")
+            return 0
+        gitops.git("add", "--", *paths)
+        gitops.git("commit", "-q", "-m", "dvc.lock and metrics of dvc repro", "--", *paths,
+                   env=gitops.identity())  # fmt: skip
+        print(f"ci commit-results: {gitops.resolve('HEAD')[:12]} (dvc.lock and metrics)")
+        return 0
     branch, head = tracked_branch(), gitops.resolve("HEAD")
     message = f"dvc.lock and metrics of main's training\n\nTrained-From: {head}\n"
     moved: list[str] = []
@@ -318,7 +330,7 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "pack":
         return pack(args.outcome)
     if args.action == "commit-results":
-        return commit_results()
+        return commit_results(args.local)
     if args.action == "gate":
         return gate()
     if args.action == "publish":
