@@ -28,7 +28,7 @@ import json
 import os
 import re
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -63,6 +63,37 @@ def tracked_outputs(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
                     if (options or {}).get("cache") is False:
                         found.append(path)
     return sorted(found)
+
+
+def tracked_files() -> list[str]:
+    """The files of the outputs dvc.yaml keeps in git, here: a directory output (one plot per
+    classification group) file by file."""
+    found = []
+    for path in tracked_outputs():
+        p = Path(path)
+        if p.is_dir():
+            found += sorted(f.as_posix() for f in p.rglob("*") if f.is_file())
+        elif p.is_file():
+            found.append(path)
+    return found
+
+
+def is_allowed(name: str, allowed: set[str]) -> bool:
+    """`name` is one of `allowed`, or a file inside an allowed directory (no `..`, relative)."""
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or ".." in parts:
+        return False
+    return any(name == a or name.startswith(f"{a.rstrip('/')}/") for a in allowed)
+
+
+def removed_results(parent: str, present: set[str]) -> dict[str, None]:
+    """{path: None} for each file `parent` holds inside a git-tracked output directory that the
+    new results no longer have (a classification dataset removed, its plot with it)."""
+    gone = {}
+    for path in tracked_outputs():
+        listed = gitops.git("ls-tree", "-r", "--name-only", parent, "--", f"{path}/")
+        gone |= {f: None for f in listed.splitlines() if f and f not in present}
+    return gone
 
 
 def stages_to_run() -> list[str]:
@@ -125,7 +156,7 @@ def pack(outcome: str) -> int:
     outcome: `dvc repro`'s step outcome, or `none` where nothing was reproduced."""
     paths = [REPORT.as_posix()]
     if outcome == "success":
-        paths = ["dvc.lock", *tracked_outputs(), *paths]
+        paths = ["dvc.lock", *tracked_files(), *paths]
     elif outcome == "failure" and gate_passed() and REPORT.exists():
         # the gate never ran: its verdict on disk is an older commit's
         REPORT.write_text(REPRO_FAILED + REPORT.read_text(encoding="utf-8"), encoding="utf-8")
@@ -183,7 +214,7 @@ def read_bundle(data: bytes, allowed: set[str]) -> dict[str, bytes]:
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for member in tar.getmembers():
-                if not member.isfile() or member.name not in allowed:
+                if not member.isfile() or not is_allowed(member.name, allowed):
                     raise UserError(f"results bundle: {member.name!r} is not an allowed result")
                 fh = tar.extractfile(member)
                 files[member.name] = fh.read() if fh else b""
@@ -215,7 +246,7 @@ def publish(bundle: str, branch: str | None, head: str | None) -> int:
         f"Trained-From: {head}\nCommitted by `llmops ci publish`: the merge carries the"
         " dvc.lock of the model this pull request shows, so main does not train it again.\n"
     )
-    commit = gitops.commit_files(head, dict(files), message)
+    commit = gitops.commit_files(head, files | removed_results(head, set(files)), message)
     if commit is None:
         print("ci publish: the branch already holds these results")
         return 0
@@ -263,16 +294,24 @@ def commit_results(local: bool = False) -> int:
     from pipeline.release.promote import tracked_branch
 
     files: dict[str, bytes | None] = {
-        p: Path(p).read_bytes() for p in ["dvc.lock", *tracked_outputs()] if Path(p).is_file()
+        p: Path(p).read_bytes() for p in ["dvc.lock", *tracked_files()]
     }
     if local:
-        paths = sorted(files)
+        head = gitops.resolve("HEAD")
+        paths = sorted(files | removed_results(head, set(files)))
         if not gitops.git("status", "--porcelain", "--", *paths):
             print("ci commit-results: nothing changed")
             return 0
-        gitops.git("add", "--", *paths)
-        gitops.git("commit", "-q", "-m", "dvc.lock and metrics of dvc repro", "--", *paths,
-                   env=gitops.identity())  # fmt: skip
+        gitops.git("add", "-A", "--", *paths)
+        gitops.git(
+            "commit",
+            "-q",
+            "-m",
+            "dvc.lock and metrics of dvc repro",
+            "--",
+            *paths,
+            env=gitops.identity(),
+        )
         print(f"ci commit-results: {gitops.resolve('HEAD')[:12]} (dvc.lock and metrics)")
         return 0
     branch, head = tracked_branch(), gitops.resolve("HEAD")
@@ -283,7 +322,7 @@ def commit_results(local: bool = False) -> int:
         if parent != head:
             moved.append(parent)
             return None
-        return gitops.commit_files(parent, files, message)
+        return gitops.commit_files(parent, files | removed_results(parent, set(files)), message)
 
     landed = gitops.land(branch, build, push=True)
     if moved:

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.io import UserError
 from pipeline.release import gitops
-from pipeline.release.ci import read_bundle, tracked_outputs
+from pipeline.release.ci import commit_results, read_bundle, removed_results, tracked_outputs
 from pipeline.release.promote import adapter_archive, adapter_rank, staging_record
 from pipeline.release.record import (
     model_env,
@@ -278,14 +278,64 @@ def test_the_results_bundle_holds_only_regular_files_at_result_paths(monkeypatch
                 tar.addfile(info, io.BytesIO(data))
         return raw.getvalue()
 
-    ok = bundle(("dvc.lock", tarfile.REGTYPE, b"schema: '2.0'\n"))
-    assert read_bundle(ok, allowed) == {"dvc.lock": b"schema: '2.0'\n"}
+    ok = bundle(
+        ("dvc.lock", tarfile.REGTYPE, b"schema: '2.0'\n"),
+        ("plots/confusion/sources.helpdesk.csv", tarfile.REGTYPE, b"actual,predicted\n"),
+    )
+    assert read_bundle(ok, allowed) == {
+        "dvc.lock": b"schema: '2.0'\n",
+        "plots/confusion/sources.helpdesk.csv": b"actual,predicted\n",  # in a tracked directory
+    }
     for evil in (
         ("pipeline/cli.py", tarfile.REGTYPE, b"import os"),
         ("../dvc.lock", tarfile.REGTYPE, b""),
+        ("plots/confusion/../../pipeline/cli.py", tarfile.REGTYPE, b""),
+        ("/plots/confusion/x.csv", tarfile.REGTYPE, b""),
+        ("plots/confusion-evil/x.csv", tarfile.REGTYPE, b""),
         ("metrics/eval.json", tarfile.SYMTYPE, b""),
     ):
         with pytest.raises(UserError, match="not an allowed result"):
             read_bundle(bundle(("dvc.lock", tarfile.REGTYPE, b""), evil), allowed)
     with pytest.raises(UserError, match=r"not a tar\.gz"):
         read_bundle(b"not a tarball", allowed)
+
+
+def test_results_of_a_directory_output_are_committed_file_by_file_stale_ones_removed(
+    tmp_path, monkeypatch
+):
+    """plots/confusion/ holds one CSV per classification group: a dataset that is gone takes
+    its plot with it, so dvc.lock's hash of the directory matches what git holds."""
+    monkeypatch.chdir(tmp_path)
+    gitops.git("init", "-q", "-b", "main")
+    Path("dvc.yaml").write_text(
+        "stages:\n  evaluate:\n    cmd: x\n    metrics:\n      - metrics/eval.json:\n"
+        "          cache: false\n    plots:\n      - plots/confusion:\n          cache: false\n"
+    )
+    Path("metrics").mkdir()
+    Path("plots/confusion").mkdir(parents=True)
+    for name, text in (
+        ("dvc.lock", "one"),
+        ("metrics/eval.json", "{}"),
+        ("plots/confusion/classify.csv", "a"),
+        ("plots/confusion/sources.old.csv", "b"),
+    ):
+        Path(name).write_text(text)
+    gitops.git("add", "-A")
+    gitops.git("commit", "-qm", "first", env=gitops.identity())
+    Path("plots/confusion/sources.old.csv").unlink()
+    Path("plots/confusion/sources.new.csv").write_text("c")
+    Path("dvc.lock").write_text("two")
+    head = gitops.resolve("HEAD")
+    assert removed_results(head, {"plots/confusion/classify.csv"}) == {
+        "plots/confusion/sources.old.csv": None
+    }
+    assert commit_results(local=True) == 0
+    tree = gitops.git("ls-tree", "-r", "--name-only", "HEAD").splitlines()
+    assert tree == [
+        "dvc.lock",
+        "dvc.yaml",
+        "metrics/eval.json",
+        "plots/confusion/classify.csv",
+        "plots/confusion/sources.new.csv",
+    ]
+    assert gitops.git("status", "--porcelain") == ""
