@@ -10,6 +10,8 @@ Every figure comes from running the real command here; nothing is typed by hand.
   prompt at a time vs in batches of params.evaluate.batch_size, measured back to back
   (eval_device: where). eval_batched_prompt_s: the batched run's prompt forward passes alone,
   the part batching cannot shrink further once it is compute-bound.
+- baseline_s: fitting and scoring every group's cheap baseline (pipeline/evaluate/baseline.py)
+  on that copy's train and eval split; baseline_share_of_repro: baseline_s / repro_cold_s.
 - packing_throughput_ratio: training tokens/s with `train.packing` on over off, a few steps
   each on the same data and base, back to back.
 - train_tokens_per_s_cuda_<precision>, dpo_tokens_per_s_cuda_<precision> (only where a GPU
@@ -104,6 +106,24 @@ def bench_repro(root: Path, work: Path) -> dict[str, float]:
         "repro_cold_s": cold,
         "repro_noop_s": noop,
         "train_tokens_per_s": train.get("tokens_per_s"),
+    }
+
+
+def bench_baseline(repo: Path, repro_cold_s: float) -> dict[str, float]:
+    from pipeline.config import load_params
+    from pipeline.evaluate.baseline import baseline_predictions
+    from pipeline.evaluate.evaluate import answer_kinds
+    from pipeline.io import read_jsonl
+    from pipeline.paths import EVAL_FILE, PARAMS, TRAIN_FILE
+
+    t0 = time.perf_counter()
+    train, evals = read_jsonl(repo / TRAIN_FILE), read_jsonl(repo / EVAL_FILE)
+    kinds = answer_kinds(train, evals, load_params(repo / PARAMS).evaluate.max_labels)
+    baseline_predictions(train, evals, kinds)
+    seconds = time.perf_counter() - t0
+    return {
+        "baseline_s": round(seconds, 2),
+        "baseline_share_of_repro": round(seconds / repro_cold_s, 4),
     }
 
 
@@ -415,6 +435,8 @@ def main(args: argparse.Namespace | None = None) -> int:
     if "repro" not in skip:
         print("bench: dvc repro from nothing, then again with nothing changed ...", flush=True)
         results.update(bench_repro(root, WORK))
+        print("bench: every baseline, fitted and scored ...", flush=True)
+        results.update(bench_baseline(WORK / "repo", results["repro_cold_s"]))
         print("bench: generation over the eval split, batched vs one at a time ...", flush=True)
         results.update(bench_eval(WORK / "repo"))
         print("bench: training throughput with packing off and on ...", flush=True)

@@ -97,7 +97,10 @@ class LoraParams:
 @dataclass(frozen=True)
 class TrainParams:
     method: Literal["lora", "full"] = "lora"
-    max_steps: int = 300
+    # passes over the training records: more data, as many passes (the step count follows
+    # the number of rows, batch_size, grad_accum and the number of devices)
+    epochs: float = 3.0
+    max_steps: int = 0  # > 0: exactly this many steps instead of epochs (quick tries)
     batch_size: int = 16
     grad_accum: int = 1
     learning_rate: float = 3.0e-3
@@ -152,6 +155,9 @@ class EvaluateParams:
     max_new_tokens: int = 32
     # prompt lengths (characters) where the `length` slices split
     length_buckets: list[int] = field(default_factory=lambda: [110, 140])
+    # an added dataset whose training answers are at most this many distinct labels, each
+    # seen twice or more, is scored as classification (accuracy, macro-F1, per class)
+    max_labels: int = 20
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,10 @@ class GateParams:
     max: dict[str, float] = field(default_factory=dict)
     # metrics on which the fine-tuned model must beat the untuned base
     beat_base: list[str] = field(default_factory=list)
+    # metrics (`task.metric`, `sources.<source>.metric`) on which the fine-tuned model must
+    # beat the cheap baseline (metrics/eval.json:baseline) significantly: the paired-bootstrap
+    # interval of (fine-tuned - baseline) lies entirely above zero
+    beat_baseline: list[str] = field(default_factory=list)
     # metrics that must not regress against the champion (champion/predictions.jsonl): a
     # regression is confirmed when the paired-bootstrap interval of the delta lies entirely
     # below -tolerance
@@ -344,10 +354,19 @@ def _check(p: Params) -> None:
             raise ParamsError(
                 f"params.yaml:prepare.tasks[{i}]: unknown task {task!r} (known: {', '.join(TASKS)})"
             )
-    for section in ("min", "max"):
+    for section in ("min", "max", "beat_base", "beat_baseline", "no_regression"):
         for name in getattr(p.gate, section):
-            if name.count(".") != 1:
-                raise ParamsError(f"params.yaml:gate.{section}.{name}: expected `task.metric`")
+            if not _metric_path(name):
+                raise ParamsError(
+                    f"params.yaml:gate.{section}: {name!r}: expected `task.metric` or "
+                    "`sources.<source>.metric`"
+                )
+    if p.train.epochs <= 0 and p.train.max_steps <= 0:
+        raise ParamsError("params.yaml:train.epochs: must be above 0 (or set train.max_steps)")
+    if p.train.max_steps < 0:
+        raise ParamsError("params.yaml:train.max_steps: must be 0 (use epochs) or more")
+    if p.evaluate.max_labels < 2:
+        raise ParamsError("params.yaml:evaluate.max_labels: must be at least 2")
     if p.dpo.loss_type not in DPO_LOSSES:
         raise ParamsError(
             f"params.yaml:dpo.loss_type: unknown loss {p.dpo.loss_type!r}"
@@ -373,6 +392,13 @@ def _check(p: Params) -> None:
         raise ParamsError("params.yaml:feedback.strata: name at least one field")
     _check_drift(p.drift, p.index)
     _check_validate(p.validate)
+
+
+def _metric_path(name: str) -> bool:
+    parts = name.split(".")
+    if parts[0] == "sources":
+        return len(parts) >= 3 and all(parts)
+    return len(parts) == 2 and all(parts)
 
 
 def _check_drift(d: DriftParams, i: IndexParams) -> None:

@@ -11,6 +11,7 @@ PARAMS = Path("params.yaml")
 
 RAW_DIR = Path("data/raw")
 RAW_NOTICES = RAW_DIR / "notices.jsonl"
+RAW_HELPDESK = RAW_DIR / "helpdesk.jsonl"  # the sample's classification dataset (source helpdesk)
 CRAWLED_NOTICES = RAW_DIR / "crawled.jsonl"  # the ingest stage (llmops crawl) appends here
 CRAWL_STATE_DIR = RAW_DIR / ".crawl"  # its state (URL -> hash, ETag) and rejected pages
 SITES_DIR = Path("configs/sites")  # crawler site configs (params.ingest.sites)
@@ -44,7 +45,7 @@ BEHAVIOUR_RESULTS = METRICS_DIR / "behaviour.jsonl"
 PLOTS_DIR = Path("plots")
 LOSS_CURVE = PLOTS_DIR / "train_loss.csv"
 DPO_CURVE = PLOTS_DIR / "dpo.csv"
-CONFUSION = PLOTS_DIR / "confusion.csv"
+CONFUSION_DIR = PLOTS_DIR / "confusion"  # one CSV of (actual, predicted) per classification group
 
 MLFLOW_DIR = Path(".mlflow")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pipeline.data.schema import CATEGORIES
 from pipeline.io import run_stage, write_jsonl
-from pipeline.paths import PREFS_FILE, RAW_NOTICES
+from pipeline.paths import PREFS_FILE, RAW_HELPDESK, RAW_NOTICES
 
 SCHOOLS = (
     "计算机学院",
@@ -641,17 +641,145 @@ def generate(n: int = 360, seed: int = 20260301) -> list[dict]:
     return notices
 
 
+# --- a small classification dataset, as a user would add one with `llmops data add` -----------
+HELPDESK_INSTRUCTION = (
+    "请判断下面这条学生咨询应转给哪个部门处理，只回答部门名称"
+    "（教务处、学生处、后勤服务中心、图书馆、信息化中心）。"
+)
+# office -> what students ask it; several share words (系统, 申请, 宿舍, 卡, 网) with another
+# office's questions, so a bag of characters alone does not settle every case
+HELPDESK = {
+    "教务处": (
+        "选课系统显示{course}已满，还能补选吗",
+        "{course}的期末考试和另一门冲突了，怎么申请缓考",
+        "我想申请{course}的成绩复核，要找谁",
+        "转专业申请的材料交到哪里",
+        "重修{course}要怎么报名",
+        "学籍信息里的出生日期错了怎么改",
+        "辅修学位的课表在哪里能查到",
+        "交换期间修的学分怎么认定",
+        "补考名单什么时候公布",
+        "选课系统登录后看不到{course}",
+    ),
+    "学生处": (
+        "国家助学金的申请表交给谁",
+        "家庭经济困难认定需要什么证明",
+        "勤工助学岗位怎么报名",
+        "奖学金评定结果在哪里公示",
+        "学生证丢了怎么补办",
+        "生源地助学贷款的回执交到哪里",
+        "想预约心理咨询，流程是什么",
+        "对违纪处分有异议，怎么申请复查",
+        "宿舍里同学之间闹矛盾，可以找谁调解",
+        "申请临时困难补助需要哪些材料",
+    ),
+    "后勤服务中心": (
+        "{dorm}的热水一直不热",
+        "{dorm}的空调坏了，怎么报修",
+        "{dorm}门锁坏了，能派人来修吗",
+        "食堂的饭卡消费记录不对",
+        "想申请调换宿舍，要去哪里办",
+        "{dorm}明天停水吗",
+        "宿舍楼的饮水机没水了",
+        "快递点的营业时间是几点",
+        "{dorm}卫生间漏水",
+        "宿舍的灯管坏了，找谁换",
+    ),
+    "图书馆": (
+        "借的《{book}》快到期了，怎么续借",
+        "还书逾期了，罚款怎么交",
+        "自习座位预约系统约不上",
+        "想借用研讨室开组会",
+        "在校外怎么访问图书馆的数据库",
+        "馆里没有《{book}》，能馆际互借吗",
+        "借书证和校园卡绑定失败",
+        "图书馆周末开到几点",
+        "《{book}》在哪一层的书架",
+        "毕业前要还清所有借书吗",
+    ),
+    "信息化中心": (
+        "{dorm}的校园网连不上",
+        "统一身份认证的密码忘了",
+        "学校邮箱收不到邮件",
+        "在校外怎么连学校的VPN",
+        "图书馆里的Wi-Fi总是掉线",
+        "正版软件在哪里下载",
+        "校园卡充值的网页打不开",
+        "选课那天网络特别卡，是服务器的问题吗",
+        "宿舍网费怎么交",
+        "实验室的电脑中了病毒",
+    ),
+}
+HELPDESK_SLOTS = {
+    "course": (
+        "高等数学",
+        "大学物理",
+        "线性代数",
+        "大学英语",
+        "数据结构",
+        "概率论",
+        "有机化学",
+        "宏观经济学",
+    ),
+    "dorm": ("东区3号楼", "西区7号楼", "南苑5栋", "北苑12栋", "研究生公寓2号楼", "紫荆8号楼"),
+    "book": (
+        "百年孤独",
+        "算法导论",
+        "乡土中国",
+        "活着",
+        "经济学原理",
+        "红楼梦",
+        "概率论与数理统计",
+    ),
+}
+HELPDESK_OPENERS = ("老师您好，", "你好，", "请问", "您好，想问一下：", "", "同学问：")
+HELPDESK_CLOSERS = ("？", "，谢谢！", "。", "？麻烦告诉我。", "，急！")
+
+
+def helpdesk(n: int = 200, seed: int = 20261128) -> list[dict]:
+    """`n` student questions (alpaca records) labelled with the office that answers them,
+    cycling offices evenly; every question is distinct and the same (n, seed) gives the same
+    list."""
+    rng = random.Random(seed)
+    offices = sorted(HELPDESK)
+    seen: set[str] = set()
+    records = []
+    while len(records) < n:
+        office = offices[len(records) % len(offices)]
+        question = rng.choice(HELPDESK[office]).format(
+            **{k: rng.choice(v) for k, v in HELPDESK_SLOTS.items()}
+        )
+        text = f"{rng.choice(HELPDESK_OPENERS)}{question}{rng.choice(HELPDESK_CLOSERS)}"
+        if text in seen:
+            continue
+        seen.add(text)
+        records.append(
+            {
+                "instruction": HELPDESK_INSTRUCTION,
+                "input": text,
+                "output": office,
+                "category": office,  # the evaluation slices split by it
+                "id": f"helpdesk-{len(records) + 1:04d}",
+            }
+        )
+    return records
+
+
 def main() -> int:
     from pipeline.config import TASKS
+    from pipeline.data.add import to_instruction_row
     from pipeline.data.prefs import sample_pairs
 
     notices = generate()
     write_jsonl(RAW_NOTICES, notices)
     pairs = sample_pairs(notices, list(TASKS))
     write_jsonl(PREFS_FILE, pairs)
+    questions = [to_instruction_row(r, "alpaca", "helpdesk", None) for r in helpdesk()]
+    write_jsonl(RAW_HELPDESK, questions)
     print(
-        f"wrote {len(notices)} notices over {len(CATEGORIES)} categories to {RAW_NOTICES}"
-        f" and {len(pairs)} preference pairs to {PREFS_FILE}"
+        f"wrote {len(notices)} notices over {len(CATEGORIES)} categories to {RAW_NOTICES},"
+        f" {len(pairs)} preference pairs to {PREFS_FILE} and {len(questions)} labelled student"
+        f" questions (a classification dataset, source `helpdesk`) to {RAW_HELPDESK}"
     )
     return 0
 

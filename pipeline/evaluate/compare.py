@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pipeline.evaluate.scoring import metric_functions
+from pipeline.evaluate.scoring import METRICS, group_of, split_metric
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,32 @@ class Delta:
         return self.low > 0
 
 
-def paired(candidate: list[dict], baseline: list[dict], task: str) -> tuple[list[dict], list[dict]]:
-    """The rows of `task` that both sides have, in the same order."""
-    base = {r["id"]: r for r in baseline if r["task"] == task}
-    cand = [r for r in candidate if r["task"] == task and r["id"] in base]
+def paired(
+    candidate: list[dict], baseline: list[dict], group: str
+) -> tuple[list[dict], list[dict]]:
+    """The rows of `group` (a task, or `sources.<source>`) both sides have, in one order."""
+    base = {r["id"]: r for r in baseline if group_of(r) == group}
+    cand = [r for r in candidate if group_of(r) == group and r["id"] in base]
     return cand, [base[r["id"]] for r in cand]
+
+
+def as_baseline(rows: list[dict]) -> list[dict]:
+    """Prediction rows with the cheap baseline's answers as their predictions."""
+    return [
+        r | {"prediction": r["baseline_prediction"]} for r in rows if "baseline_prediction" in r
+    ]
+
+
+def versus_baseline(
+    metric: str, rows: list[dict], samples: int = 1000, confidence: float = 0.95
+) -> Delta | None:
+    """Fine-tuned - baseline on `metric`, paired on every example both answered."""
+    return bootstrap_delta(metric, rows, as_baseline(rows), samples, confidence)
+
+
+def verdict(d: Delta) -> str:
+    """In words: `beats` (the whole interval above zero), `loses` (below), else `ties`."""
+    return "beats" if d.improved else "loses" if d.regressed else "ties"
 
 
 def bootstrap_delta(
@@ -51,13 +72,14 @@ def bootstrap_delta(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Delta | None:
-    """Paired bootstrap of `metric` (e.g. `classify.accuracy`): resample the paired examples
-    with replacement, score both sides on each resample, take the percentile interval of the
-    difference. None when no example is paired."""
+    """Paired bootstrap of `metric` (e.g. `classify.accuracy`, `sources.news.macro_f1`):
+    resample the paired examples with replacement, score both sides on each resample, take
+    the percentile interval of the difference. None when no example is paired."""
     import numpy as np
 
-    task, corpus_fn, example_fn = metric_functions()[metric]
-    cand, base = paired(candidate, baseline, task)
+    group, name = split_metric(metric)
+    corpus_fn, example_fn = METRICS[name].corpus, METRICS[name].per_example
+    cand, base = paired(candidate, baseline, group)
     n = len(cand)
     if n == 0:
         return None
@@ -94,17 +116,74 @@ def slice_deltas(
     samples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    kinds: dict[str, str] | None = None,
 ) -> list[dict]:
-    """The primary metric of each task, per slice value of each dimension (e.g. category)."""
-    from pipeline.evaluate.scoring import PRIMARY
+    """The primary metric of each group, per slice value of each dimension (e.g. category).
+    An added dataset's kind is read from `kinds` ({group: kind}, eval.json's), else taken as
+    free-form."""
+    from pipeline.evaluate.scoring import FREE, TASK_KINDS, primary
 
     out = []
-    for task, name in PRIMARY.items():
+    for group in sorted({group_of(r) for r in candidate}):
+        name = primary(TASK_KINDS.get(group) or (kinds or {}).get(group, FREE))
+        rows = [r for r in candidate if group_of(r) == group]
         for dim in dimensions:
-            values = sorted({str(r.get(dim)) for r in candidate if r["task"] == task})
-            for value in values:
-                sub_c = [r for r in candidate if r["task"] == task and str(r.get(dim)) == value]
-                d = bootstrap_delta(f"{task}.{name}", sub_c, baseline, samples, confidence, seed)
+            for value in sorted({str(r.get(dim)) for r in rows}):
+                sub_c = [r for r in rows if str(r.get(dim)) == value]
+                d = bootstrap_delta(f"{group}.{name}", sub_c, baseline, samples, confidence, seed)
                 if d is not None:
-                    out.append({"task": task, "slice": f"{dim}={value}", **d.as_dict()})
+                    out.append({"task": group, "slice": f"{dim}={value}", **d.as_dict()})
+    return out
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One metric of one group: the untuned base, the fine-tuned model and the baseline, with
+    the interval of (fine-tuned - baseline) for the group's primary metric."""
+
+    group: str
+    metric: str
+    primary: bool
+    base: float | None
+    finetuned: float
+    baseline: float | None
+    method: str | None  # how the baseline answered (pipeline/evaluate/baseline.py)
+    versus: Delta | None
+
+    @property
+    def verdict(self) -> str | None:
+        return verdict(self.versus) if self.versus else None
+
+
+def standings(
+    metrics: dict, rows: list[dict], samples: int = 1000, confidence: float = 0.95
+) -> list[Standing]:
+    """Every scored metric of every group in eval.json, primary metric first per group."""
+    from pipeline.evaluate.scoring import KINDS, group_entry, groups, kind_of
+
+    out = []
+    for group in groups(metrics):
+        entry = group_entry(metrics, group) or {}
+        base = group_entry(metrics.get("base", {}), group) or {}
+        baseline = group_entry(metrics.get("baseline", {}), group) or {}
+        for i, name in enumerate(KINDS[kind_of(entry)]):
+            if name not in entry:
+                continue
+            versus = (
+                versus_baseline(f"{group}.{name}", rows, samples, confidence)
+                if i == 0 and baseline
+                else None
+            )
+            out.append(
+                Standing(
+                    group=group,
+                    metric=name,
+                    primary=i == 0,
+                    base=base.get(name),
+                    finetuned=entry[name],
+                    baseline=baseline.get(name),
+                    method=baseline.get("method"),
+                    versus=versus,
+                )
+            )
     return out

@@ -1,12 +1,16 @@
-"""Score the fine-tuned model and the untuned base on the eval split.
+"""Score the fine-tuned model, the untuned base and a cheap baseline on the eval split.
 
 Run: dvc repro evaluate   (or: llmops evaluate)
 
-Batched, left-padded greedy generation. Writes metrics/eval.json shaped
-`{"<task>": {...}, "base": {"<task>": {...}}, "slices": {...}, "behaviour": {...},
-"latency": {...}}`, every prediction (with its slice fields) to metrics/predictions.jsonl so
-changes can be diffed example by example, the behavioural cases to metrics/behaviour.jsonl,
-and the classify confusion pairs to plots/confusion.csv.
+Batched, left-padded greedy generation. Every group is scored on its own: each notice task,
+and each added dataset by `source` (never pooled). A group whose training answers come from a
+small label set (at most params.evaluate.max_labels) is scored as classification (accuracy,
+macro-F1, a per-class table, a confusion plot). Writes metrics/eval.json shaped
+`{"<task>": {...}, "sources": {"<source>": {...}}, "base": {same}, "baseline": {same},
+"slices": {...}, "behaviour": {...}, "latency": {...}}`, every prediction (the base's and the
+baseline's beside it, with its slice fields) to metrics/predictions.jsonl so changes can be
+diffed example by example, the behavioural cases to metrics/behaviour.jsonl, and one
+confusion CSV per classification group to plots/confusion/.
 """
 
 from __future__ import annotations
@@ -19,8 +23,24 @@ from typing import Any
 from pipeline.config import EvaluateParams, load_params
 from pipeline.data.prepare import task_records
 from pipeline.data.schema import load_notices
+from pipeline.evaluate.baseline import baseline_predictions
 from pipeline.evaluate.behaviour import invariance_cases
-from pipeline.evaluate.scoring import PRIMARY, normalize, percentile, task_metrics
+from pipeline.evaluate.scoring import (
+    FREE,
+    LABEL,
+    SOURCES,
+    TASK_KINDS,
+    class_table,
+    group_entry,
+    group_of,
+    groups,
+    kind_metrics,
+    kind_of,
+    label_set,
+    normalize,
+    percentile,
+    primary,
+)
 from pipeline.io import atomic_write_text, read_jsonl, run_stage, write_json, write_jsonl
 from pipeline.modeling import Generations, answer_nll, generate, load_model, load_tokenizer
 from pipeline.paths import (
@@ -28,10 +48,11 @@ from pipeline.paths import (
     BASE_DIR,
     BEHAVIOUR_DIR,
     BEHAVIOUR_RESULTS,
-    CONFUSION,
+    CONFUSION_DIR,
     EVAL_FILE,
     EVAL_METRICS,
     PREDICTIONS,
+    TRAIN_FILE,
 )
 
 SLICE_DIMENSIONS = ("category", "length", "source")
@@ -52,39 +73,80 @@ def reference(record: dict) -> str:
     return record["completion"][0]["content"]
 
 
-def score(records: list[dict], predictions: list[str]) -> dict[str, dict]:
-    """Per-task metrics for `predictions` aligned with `records`."""
-    by_task: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
-    for r, pred in zip(records, predictions, strict=True):
-        by_task[r["task"]][0].append(pred)
-        by_task[r["task"]][1].append(reference(r))
-    return {task: task_metrics(task, p, refs) for task, (p, refs) in sorted(by_task.items())}
+def answer_kinds(train: list[dict], evals: list[dict], max_labels: int) -> dict[str, str]:
+    """{group: kind} for every group in `evals`: a notice task's kind is fixed; an added
+    dataset is classification when its training answers are a small label set."""
+    answers: dict[str, list[str]] = defaultdict(list)
+    for r in train:
+        answers[group_of(r)].append(reference(r))
+    return {
+        group: TASK_KINDS.get(group) or (LABEL if label_set(answers[group], max_labels) else FREE)
+        for group in sorted({group_of(r) for r in evals})
+    }
 
 
-def slices(rows: list[dict]) -> dict:
-    """{task: {dimension: {value: metrics}}} over prediction rows."""
+def nest(flat: dict[str, dict]) -> dict:
+    """{group: metrics} -> eval.json's shape: notice tasks at the top, added datasets under
+    `sources`."""
     out: dict = {}
-    for task in sorted({r["task"] for r in rows}):
+    for group, value in flat.items():
+        if group.startswith(f"{SOURCES}."):
+            out.setdefault(SOURCES, {})[group[len(SOURCES) + 1 :]] = value
+        else:
+            out[group] = value
+    return out
+
+
+def score(records: list[dict], predictions: list[str], kinds: dict[str, str]) -> dict:
+    """Per-group metrics for `predictions` aligned with `records`, in eval.json's shape."""
+    by_group: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+    for r, pred in zip(records, predictions, strict=True):
+        by_group[group_of(r)][0].append(pred)
+        by_group[group_of(r)][1].append(reference(r))
+    return nest({g: kind_metrics(kinds[g], p, refs) for g, (p, refs) in sorted(by_group.items())})
+
+
+def classes(rows: list[dict], kinds: dict[str, str]) -> dict[str, dict]:
+    """{group: per-class table} of the fine-tuned model for every classification group."""
+    return {
+        g: {
+            label: {k: round(v, 4) if isinstance(v, float) else v for k, v in c.items()}
+            for label, c in class_table(
+                [r["prediction"] for r in rows if r["group"] == g],
+                [r["reference"] for r in rows if r["group"] == g],
+            ).items()
+        }
+        for g, kind in kinds.items()
+        if kind == LABEL
+    }
+
+
+def slices(rows: list[dict], kinds: dict[str, str]) -> dict:
+    """{group: {dimension: {value: metrics}}} over prediction rows."""
+    out: dict = {}
+    for group in sorted({r["group"] for r in rows}):
         for dim in SLICE_DIMENSIONS:
-            groups: dict[str, list[dict]] = defaultdict(list)
+            buckets: dict[str, list[dict]] = defaultdict(list)
             for r in rows:
-                if r["task"] == task:
-                    groups[str(r[dim])].append(r)
-            out.setdefault(task, {})[dim] = {
-                value: task_metrics(
-                    task, [g["prediction"] for g in group], [g["reference"] for g in group]
+                if r["group"] == group:
+                    buckets[str(r[dim])].append(r)
+            out.setdefault(group, {})[dim] = {
+                value: kind_metrics(
+                    kinds[group],
+                    [b["prediction"] for b in bucket],
+                    [b["reference"] for b in bucket],
                 )
-                for value, group in sorted(groups.items())
+                for value, bucket in sorted(buckets.items())
             }
     return out
 
 
 def perplexity(records: list[dict], nll: list[tuple[float, int]]) -> dict[str, float]:
-    """Per-task perplexity of the reference answers."""
+    """Per-group perplexity of the reference answers."""
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for r, (total, count) in zip(records, nll, strict=True):
-        sums[r["task"]][0] += total
-        sums[r["task"]][1] += count
+        sums[group_of(r)][0] += total
+        sums[group_of(r)][1] += count
     return {t: round(math.exp(s / max(c, 1)), 3) for t, (s, c) in sums.items()}
 
 
@@ -175,48 +237,77 @@ def evaluate(
     finetuned_dir: Path,
     records: list[dict],
     must_pass: list[dict],
+    train: list[dict],
 ) -> tuple[dict, list[dict], list[dict]]:
     """(metrics, per-example predictions, behavioural cases) for the fine-tuned model, with
-    the untuned base scored on the same examples."""
+    the untuned base and the baseline (fitted on `train`) scored on the same examples."""
+    kinds = answer_kinds(train, records, p.max_labels)
     tuned = Runner(p, base_dir, finetuned_dir)
     answers = tuned.answer(records, "fine-tuned")
-    metrics = score(records, answers.texts)
-    for task, ppl in tuned.perplexity(records).items():
-        metrics[task]["perplexity"] = ppl
+    metrics = score(records, answers.texts, kinds)
+    for group, ppl in tuned.perplexity(records).items():
+        group_entry(metrics, group)["perplexity"] = ppl
     metrics["latency"] = latency(answers)
     by_id = {r["id"]: a for r, a in zip(records, answers.texts, strict=True)}
     metrics["behaviour"], behaviour_rows = behaviour(tuned, records, by_id, must_pass)
     del tuned
     base = Runner(p, base_dir, None)
     base_answers = base.answer(records, "base")
-    metrics["base"] = score(records, base_answers.texts)
-    for task, ppl in base.perplexity(records).items():
-        metrics["base"][task]["perplexity"] = ppl
+    metrics["base"] = score(records, base_answers.texts, kinds)
+    for group, ppl in base.perplexity(records).items():
+        group_entry(metrics["base"], group)["perplexity"] = ppl
+    baseline_answers, methods = baseline_predictions(train, records, kinds)
+    metrics["baseline"] = score(records, baseline_answers, kinds)
+    for group in groups(metrics["baseline"]):
+        group_entry(metrics["baseline"], group)["method"] = methods[group]
     rows = [
         {
             "id": r["id"],
             "task": r["task"],
+            "group": group_of(r),
             "category": r["category"],
             "source": r.get("source", "unknown"),
             "length": length_bucket(r, p.length_buckets),
             "reference": reference(r),
             "prediction": pred,
             "base_prediction": base_pred,
+            "baseline_prediction": baseline_pred,
             "correct": normalize(pred) == normalize(reference(r)),
         }
-        for r, pred, base_pred in zip(records, answers.texts, base_answers.texts, strict=True)
+        for r, pred, base_pred, baseline_pred in zip(
+            records, answers.texts, base_answers.texts, baseline_answers, strict=True
+        )
     ]
-    metrics["slices"] = slices(rows)
+    for group, table in classes(rows, kinds).items():
+        group_entry(metrics, group)["classes"] = table
+    metrics["slices"] = slices(rows, kinds)
     return metrics, rows, behaviour_rows
 
 
-def confusion_csv(rows: list[dict]) -> str:
-    lines = ["actual,predicted"] + [
-        f"{r['reference']},{normalize(r['prediction']) or '(empty)'}"
-        for r in rows
-        if r["task"] == "classify"
-    ]
-    return "\n".join(lines) + "\n"
+def confusion_csvs(rows: list[dict], groups: list[str]) -> dict[str, str]:
+    """{file name: CSV of (actual, predicted)} for each classification group."""
+    out = {}
+    for group in groups:
+        lines = ["actual,predicted"] + [
+            f"{r['reference']},{normalize(r['prediction']) or '(empty)'}"
+            for r in rows
+            if r["group"] == group
+        ]
+        out[f"{group}.csv"] = "\n".join(lines) + "\n"
+    return out
+
+
+def write_confusion(rows: list[dict], metrics: dict) -> None:
+    """plots/confusion/<group>.csv for every classification group, and nothing else there."""
+    wanted = confusion_csvs(
+        rows, [g for g in groups(metrics) if "classes" in group_entry(metrics, g)]
+    )
+    CONFUSION_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in CONFUSION_DIR.glob("*.csv"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for name, text in wanted.items():
+        atomic_write_text(CONFUSION_DIR / name, text)
 
 
 def main() -> int:
@@ -226,16 +317,18 @@ def main() -> int:
         r for n in load_notices(BEHAVIOUR_DIR) for r in task_records(n, ["classify", "extract"])
     ]
     metrics, rows, behaviour_rows = evaluate(
-        params.evaluate, BASE_DIR, ADAPTER_DIR, records, must_pass
+        params.evaluate, BASE_DIR, ADAPTER_DIR, records, must_pass, read_jsonl(TRAIN_FILE)
     )
     write_jsonl(PREDICTIONS, rows)
     write_jsonl(BEHAVIOUR_RESULTS, behaviour_rows)
-    atomic_write_text(CONFUSION, confusion_csv(rows))
+    write_confusion(rows, metrics)
     write_json(EVAL_METRICS, metrics)
     scores = ", ".join(
-        f"{t}.{m} {metrics[t][m]:.3f} (base {metrics['base'][t][m]:.3f})"
-        for t, m in PRIMARY.items()
-        if t in metrics
+        f"{g}.{m} {group_entry(metrics, g)[m]:.3f} (base "
+        f"{group_entry(metrics['base'], g)[m]:.3f}, baseline "
+        f"{group_entry(metrics['baseline'], g)[m]:.3f})"
+        for g in groups(metrics)
+        for m in [primary(kind_of(group_entry(metrics, g)))]
     )
     b = metrics["behaviour"]
     checks = ", ".join(f"{k} {v:.3f}" for k, v in b.items() if not k.startswith("n_"))

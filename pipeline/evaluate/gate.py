@@ -2,8 +2,9 @@
 
 Run: dvc repro gate   (or: llmops gate)
 
-Checks, all from params.gate: absolute bounds on any metric; beating the untuned base; no
-significant regression against the champion (champion/predictions.jsonl), judged by a paired
+Checks, all from params.gate: absolute bounds on any metric; beating the untuned base;
+beating the cheap baseline (metrics/eval.json:baseline) significantly and no significant
+regression against the champion (champion/predictions.jsonl), both judged by a paired
 bootstrap interval on the same examples; and passed data validation. Fails closed: a metric
 that is missing or unreadable is a failed check that names it. Exits 1 on failure, so
 `dvc repro` and CI fail too; metrics/gate.json is written either way and lists every check
@@ -35,9 +36,18 @@ OPS = {
 
 
 def lookup(metrics: Any, path: str) -> float:
-    """metrics['a']['b'] for 'a.b', as a finite number; KeyError/ValueError say what is wrong."""
+    """metrics['a']['b'] for 'a.b' (`sources.<source>.metric` for an added dataset, whose name
+    may hold dots), as a finite number; KeyError/ValueError say what is wrong."""
+    from pipeline.evaluate.scoring import SOURCES, split_metric
+
     node = metrics
-    for part in path.split("."):
+    head, name = split_metric(path)
+    parts = (
+        [SOURCES, head[len(SOURCES) + 1 :], name]
+        if path.startswith(f"{SOURCES}.")
+        else path.split(".")
+    )
+    for part in parts:
         if not isinstance(node, dict) or part not in node:
             raise KeyError(f"missing metric {path!r}")
         node = node[part]
@@ -77,7 +87,6 @@ def regression_check(
 ) -> dict:
     """`metric` must not be significantly worse than the champion's on the same examples."""
     from pipeline.evaluate.compare import bootstrap_delta
-    from pipeline.evaluate.scoring import metric_functions
 
     check = {
         "name": f"{metric} vs champion",
@@ -86,11 +95,8 @@ def regression_check(
         "value": None,
         "passed": False,
     }
-    if metric not in metric_functions():
-        return check | {
-            "error": f"{metric!r} cannot be compared per example "
-            f"(one of: {', '.join(metric_functions())})"
-        }
+    if error := unknown_metric(metric):
+        return check | {"error": error}
     if problem:
         return check | {"error": problem}
     if champion is None:
@@ -109,6 +115,49 @@ def regression_check(
         "interval": [round(d.low, 4), round(d.high, 4)],
         "champion": round(d.baseline, 4),
         "passed": d.high >= -p.tolerance,
+    }
+
+
+def unknown_metric(metric: str) -> str | None:
+    from pipeline.evaluate.scoring import METRICS, split_metric
+
+    name = split_metric(metric)[1]
+    if name not in METRICS:
+        return f"{metric!r}: {name!r} is no metric (one of: {', '.join(METRICS)})"
+    return None
+
+
+def baseline_check(
+    p: GateParams, metric: str, predictions: list[dict] | None, problem: str | None
+) -> dict:
+    """`metric` must beat the cheap baseline on the same examples: the paired-bootstrap
+    interval of (fine-tuned - baseline) lies entirely above zero."""
+    from pipeline.evaluate.compare import versus_baseline
+
+    check = {
+        "name": f"{metric} beats baseline",
+        "op": ">",
+        "bound": 0.0,
+        "value": None,
+        "passed": False,
+    }
+    if error := unknown_metric(metric):
+        return check | {"error": error}
+    if problem:
+        return check | {"error": problem}
+    d = versus_baseline(metric, predictions or [], p.bootstrap_samples, p.confidence)
+    if d is None:
+        return check | {
+            "error": f"no example of {metric.rpartition('.')[0]!r} has a baseline answer in "
+            f"{PREDICTIONS}: rerun `dvc repro evaluate`"
+        }
+    return check | {
+        "value": round(d.low, 4),
+        "delta": round(d.delta, 4),
+        "n": d.n,
+        "interval": [round(d.low, 4), round(d.high, 4)],
+        "baseline": round(d.baseline, 4),
+        "passed": d.improved,
     }
 
 
@@ -148,6 +197,14 @@ def decide(
     checks += [
         regression_check(p, metric, predictions, champion, comparison_problem)
         for metric in p.no_regression
+    ]
+    predictions_problem = (
+        f"{PREDICTIONS} unreadable: {unreadable['predictions']}"
+        if "predictions" in unreadable
+        else None
+    )
+    checks += [
+        baseline_check(p, metric, predictions, predictions_problem) for metric in p.beat_baseline
     ]
     if p.require_validation:
 

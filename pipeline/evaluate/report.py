@@ -3,12 +3,14 @@
 Run: llmops report --base origin/main --out reports/pr && cml comment update reports/pr/report.md
 (no --publish: the comment carries its plots itself)
 
-Sections, most important first: the gate verdict (failed checks first); the metric diff
-(`dvc metrics diff --md`); the params diff (`dvc params diff --md`); per-slice deltas with
-paired-bootstrap intervals, regressions first; the examples whose verdict changed (right ->
-wrong first); the plots inline (the loss curve as a Mermaid chart, which GitHub draws, the
-confusion matrix as a table), so nothing is uploaded to an asset host. PNG versions are
-written beside report.md for local viewing. Works when REF has no metrics yet (first run) and
+Sections, most important first: the gate verdict (failed checks first); each task and added
+dataset against the untuned base and a cheap baseline, saying plainly whether fine-tuning
+beats the baseline; the metric diff (`dvc metrics diff --md`); the params diff
+(`dvc params diff --md`); per-slice deltas with paired-bootstrap intervals, regressions first;
+the examples whose verdict changed (right -> wrong first); the plots inline (the loss curve as
+a Mermaid chart, which GitHub draws; each classification group's per-class table and confusion
+matrix as tables), so nothing is uploaded to an asset host. PNG versions are written beside
+report.md for local viewing. Works when REF has no metrics yet (first run) and
 when the gate failed.
 """
 
@@ -20,10 +22,12 @@ import io
 import subprocess
 from pathlib import Path
 
-from pipeline.evaluate.compare import slice_deltas
+from pipeline.config import load_params
+from pipeline.evaluate.compare import slice_deltas, standings
 from pipeline.evaluate.evaluate import SLICE_DIMENSIONS
+from pipeline.evaluate.scoring import group_entry, group_of, groups, kinds_of, normalize
 from pipeline.io import UserError, atomic_write_text, read_json_object, read_jsonl
-from pipeline.paths import CONFUSION, GATE_METRICS, LOSS_CURVE, PREDICTIONS
+from pipeline.paths import EVAL_METRICS, GATE_METRICS, LOSS_CURVE, PREDICTIONS
 
 CJK_FONTS = (
     "Noto Sans CJK SC",
@@ -183,7 +187,9 @@ def _loss(text: str | None) -> tuple[list[float], list[float]]:
     return [float(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
 
 
-def plots(out: Path, base: str, deltas: list[dict]) -> tuple[list[str], bool]:
+def plots(
+    out: Path, base: str, deltas: list[dict], rows: list[dict], label_groups: list[str]
+) -> tuple[list[str], bool]:
     """Write the PNGs; returns their file names and whether a CJK font was found."""
     import warnings
 
@@ -206,13 +212,8 @@ def plots(out: Path, base: str, deltas: list[dict]) -> tuple[list[str], bool]:
         names.append("loss.png")
         plt.close(fig)
 
-        if CONFUSION.exists():
-            pairs = list(csv.DictReader(io.StringIO(CONFUSION.read_text())))
-            labels = sorted({p["actual"] for p in pairs} | {p["predicted"] for p in pairs})
-            grid = [
-                [sum(1 for p in pairs if p["actual"] == a and p["predicted"] == b) for b in labels]
-                for a in labels
-            ]
+        for group in label_groups:
+            labels, grid = confusion(rows, group)
             fig, ax = plt.subplots(figsize=(5.5, 4.5))
             ax.imshow(grid, cmap="Blues")
             ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -220,10 +221,11 @@ def plots(out: Path, base: str, deltas: list[dict]) -> tuple[list[str], bool]:
             for i, row in enumerate(grid):
                 for j, v in enumerate(row):
                     ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
-            ax.set(xlabel="predicted", ylabel="actual", title="classify: confusion matrix")
+            ax.set(xlabel="predicted", ylabel="actual", title=f"{group}: confusion matrix")
             fig.tight_layout()
-            fig.savefig(out / "confusion.png", dpi=110)
-            names.append("confusion.png")
+            name = f"confusion-{group}.png"
+            fig.savefig(out / name, dpi=110)
+            names.append(name)
             plt.close(fig)
 
         if deltas:
@@ -301,41 +303,115 @@ def mermaid_loss(base: str) -> str:
     return "\n\n".join(charts) + "\n"
 
 
-def confusion_table() -> str:
-    """The classify confusion matrix as a Markdown table (rows: actual, columns: predicted)."""
-    if not CONFUSION.exists():
-        return ""
-    pairs = list(csv.DictReader(io.StringIO(CONFUSION.read_text())))
-    labels = sorted({p["actual"] for p in pairs} | {p["predicted"] for p in pairs})
+def confusion(rows: list[dict], group: str) -> tuple[list[str], list[list[int]]]:
+    """(labels, counts[actual][predicted]) of one classification group's predictions."""
+    pairs = [
+        (normalize(r["reference"]), normalize(r["prediction"]) or "(empty)")
+        for r in rows
+        if group_of(r) == group
+    ]
+    labels = sorted({a for a, _ in pairs} | {p for _, p in pairs})
+    grid = [[sum(1 for p in pairs if p == (a, b)) for b in labels] for a in labels]
+    return labels, grid
+
+
+def confusion_table(rows: list[dict], group: str) -> str:
+    """A confusion matrix as a Markdown table (rows: actual, columns: predicted)."""
+    labels, grid = confusion(rows, group)
     lines = [
         "| actual \\ predicted | " + " | ".join(labels) + " |",
         "|---" * (len(labels) + 1) + "|",
     ]
-    for a in labels:
-        row = [sum(1 for p in pairs if p["actual"] == a and p["predicted"] == b) for b in labels]
+    for a, row in zip(labels, grid, strict=True):
         cells = [
             f"**{v}**" if a == b else (str(v) if v else "·")
             for b, v in zip(labels, row, strict=True)
         ]
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    return "### classify: confusion matrix\n\n" + "\n".join(lines) + "\n"
+    return f"### {group}: confusion matrix\n\n" + "\n".join(lines) + "\n"
+
+
+def class_section(metrics: dict, group: str) -> str:
+    """A classification group's precision, recall and F1 per class."""
+    table = (group_entry(metrics, group) or {}).get("classes") or {}
+    lines = [
+        f"### {group}: per class (fine-tuned)",
+        "",
+        "| class | n | precision | recall | F1 |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {label} | {c['n']} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} |"
+        for label, c in table.items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+VERDICT_WORDS = {
+    "beats": "✅ fine-tuning **beats** the baseline",
+    "ties": "⚖️ fine-tuning does **no better** than the baseline",
+    "loses": "⚠️ the baseline **beats** fine-tuning",
+}
+
+
+def baseline_section(metrics: dict | None, rows: list[dict]) -> str:
+    """Every task and added source: untuned base, fine-tuned and the cheap baseline, with the
+    paired interval of (fine-tuned - baseline) on the primary metric, in plain words."""
+    if not metrics:
+        return "## Against the baseline\n\n_`metrics/eval.json` is missing: run `dvc repro`._\n"
+    g = load_params().gate
+    found = standings(metrics, rows, g.bootstrap_samples, g.confidence)
+    lines = [
+        f"## Against the baseline (paired bootstrap {g.confidence:.0%} interval)",
+        "",
+        "| task / source | metric | base | fine-tuned | baseline | fine-tuned − baseline | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    plain = []
+    for s in found:
+        if not s.primary:
+            continue
+        shown = (
+            f"{s.versus.delta:+.3f} [{s.versus.low:+.3f}, {s.versus.high:+.3f}]"
+            if s.versus
+            else "—"
+        )
+        words = VERDICT_WORDS.get(s.verdict or "", "no baseline answers")
+        cells = [s.group, s.metric, _num(s.base), _num(s.finetuned), _num(s.baseline), shown]
+        lines.append("| " + " | ".join(cells) + f" | {words} |")
+        if s.verdict:
+            plain.append(f"- **{s.group}** ({s.metric}): {words} ({s.method}).")
+    return "\n".join([*lines, "", *plain]) + "\n"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def build_report(base: str, out: Path) -> str:
     """Write out/report.md and its plots; return the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     gate, _ = read_json_object(GATE_METRICS)
+    metrics, _ = read_json_object(EVAL_METRICS)
     new = read_jsonl(PREDICTIONS) if PREDICTIONS.exists() else []
     old = rows_at(base)
-    deltas = slice_deltas(new, old, list(SLICE_DIMENSIONS)) if old else []
-    names, has_cjk = plots(out, base, deltas)
+    kinds = kinds_of(metrics or {})
+    label_groups = [g for g in groups(metrics or {}) if kinds[g] == "label"]
+    deltas = slice_deltas(new, old, list(SLICE_DIMENSIONS), kinds=kinds) if old else []
+    names, has_cjk = plots(out, base, deltas, new, label_groups)
     parts = [
         gate_section(gate),
+        baseline_section(metrics, new),
         f"## Metrics vs `{base}`\n\n" + dvc_md("metrics", "diff", base),
         f"## Params vs `{base}`\n\n" + dvc_md("params", "diff", base),
         slice_section(deltas, base),
         examples_section(new, old),
-        "## Plots\n\n" + mermaid_loss(base) + "\n" + confusion_table(),
+        "## Plots\n\n"
+        + mermaid_loss(base)
+        + "".join(
+            "\n" + class_section(metrics or {}, g) + "\n" + confusion_table(new, g)
+            for g in label_groups
+        ),
         f"_PNG versions ({', '.join(names)}) are in `{out}` where the report was built; none"
         " is uploaded"
         + ("" if has_cjk else " (their Chinese labels need a CJK font, e.g. fonts-noto-cjk)")

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from pipeline.evaluate.scoring import PRIMARY
-from pipeline.io import read_json_object
-from pipeline.paths import DPO_METRICS, EVAL_METRICS, GATE_METRICS, PLOTS_DIR, TRAIN_METRICS
+from pipeline.config import load_params
+from pipeline.evaluate.compare import Standing, standings
+from pipeline.evaluate.scoring import group_entry, groups
+from pipeline.io import read_json_object, read_jsonl
+from pipeline.paths import (
+    DPO_METRICS,
+    EVAL_METRICS,
+    GATE_METRICS,
+    PLOTS_DIR,
+    PREDICTIONS,
+    TRAIN_METRICS,
+)
 from pipeline.tracking import tracking_uri
 
 
-def rows(metrics: dict) -> list[tuple[str, str, float, float]]:
-    """(task, metric, base, fine-tuned) for every task metric both models have."""
-    base = metrics.get("base", {})
-    return [
-        (task, name, float(base[task][name]), float(value))
-        for task in sorted(base)
-        for name, value in sorted(metrics.get(task, {}).items())
-        if name != "n" and name in base[task]
-    ]
+def number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def versus(s: Standing) -> tuple[str, str]:
+    """(delta and interval, verdict) of the fine-tuned model against the baseline."""
+    if s.versus is None:
+        return "", ""
+    d = s.versus
+    shown = {"beats": "[green]beats[/]", "ties": "[yellow]ties[/]", "loses": "[red]loses[/]"}
+    return f"{d.delta:+.3f} [{d.low:+.3f}, {d.high:+.3f}]", shown[s.verdict or ""]
 
 
 def main() -> int:
@@ -31,21 +42,43 @@ def main() -> int:
     if not metrics:
         console.print(f"no {EVAL_METRICS} yet: run `dvc repro` first")
         return 1
-    table = Table(title="Flywheel: fine-tuned vs untuned base (eval split)")
+    g = load_params().gate
+    rows = read_jsonl(PREDICTIONS) if PREDICTIONS.exists() else []
+    table = Table(
+        title="Flywheel: untuned base, fine-tuned and a cheap baseline (eval split)",
+        caption=f"vs baseline: fine-tuned - baseline, paired bootstrap {g.confidence:.0%} interval",
+    )
     for col, just in (
-        ("task", "left"),
+        ("task / source", "left"),
         ("metric", "left"),
         ("base", "right"),
         ("fine-tuned", "right"),
-        ("delta", "right"),
+        ("baseline", "right"),
+        ("vs baseline", "right"),
+        ("", "left"),
     ):
         table.add_column(col, justify=just)
-    for task, name, base, tuned in rows(metrics):
-        style = "bold" if PRIMARY.get(task) == name else None
+    for s in standings(metrics, rows, g.bootstrap_samples, g.confidence):
         table.add_row(
-            task, name, f"{base:.3f}", f"{tuned:.3f}", f"{tuned - base:+.3f}", style=style
+            s.group if s.primary else "",
+            s.metric,
+            number(s.base),
+            number(s.finetuned),
+            number(s.baseline),
+            *versus(s),
+            style="bold" if s.primary else None,
         )
     console.print(table)
+    methods = sorted({s.method for s in standings(metrics, []) if s.method})
+    if methods:
+        console.print(f"baselines: {', '.join(methods)} (pipeline/evaluate/baseline.py)")
+    for group in groups(metrics):
+        per_class = (group_entry(metrics, group) or {}).get("classes")
+        if per_class:
+            console.print(
+                f"{group} F1 per class: "
+                + ", ".join(f"{label} {c['f1']:.2f} (n {c['n']})" for label, c in per_class.items())
+            )
     lat = metrics.get("latency", {})
     console.print(
         f"latency p50 {lat.get('p50_ms')} ms, p95 {lat.get('p95_ms')} ms, "
@@ -59,7 +92,8 @@ def main() -> int:
         )
     if train:
         console.print(
-            f"training: {train.get('method')}, {train.get('steps')} steps in "
+            f"training: {train.get('method')}, {train.get('steps')} steps "
+            f"({train.get('epochs')} epochs of {train.get('examples')} records) in "
             f"{train.get('seconds')} s, loss {train.get('loss_first')} -> "
             f"{train.get('loss_last')}"
         )

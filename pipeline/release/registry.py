@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import load_params
-from pipeline.evaluate.scoring import PRIMARY
+from pipeline.evaluate.scoring import group_entry, kinds_of, primary
 from pipeline.io import UserError, read_json_object
 from pipeline.paths import (
     ADAPTER_DIR,
@@ -148,9 +148,10 @@ def register(name: str, push: bool = False) -> Registered:
             "adapter_rank": str(rank),
             **{f"dvc.md5.{p}": hashes.get(str(p), "") for p in TAGGED_OUTPUTS},
             **{
-                f"metric.{task}.{metric}": str(metrics[task][metric])
-                for task, metric in PRIMARY.items()
-                if metrics and task in metrics
+                f"metric.{group}.{primary(kind)}": str(
+                    (group_entry(metrics, group) or {})[primary(kind)]
+                )
+                for group, kind in kinds_of(metrics or {}).items()
             },
         }
         run = mlflow_call("read the run", c.get_run, run_id)

@@ -37,14 +37,21 @@ def lora_config(lora: LoraParams):
 
 
 def optimizer_kwargs(p: Any) -> dict:
-    """The TrainingArguments that train.* and dpo.* spell the same way."""
+    """The TrainingArguments that train.* and dpo.* spell the same way. A section with
+    `epochs` trains that many passes over its rows unless `max_steps` is above 0, as
+    transformers' num_train_epochs and max_steps do."""
+    budget = (
+        {"num_train_epochs": p.epochs, "max_steps": p.max_steps or -1}
+        if hasattr(p, "epochs")
+        else {"max_steps": p.max_steps}
+    )
     return {
-        "max_steps": p.max_steps,
+        **budget,
         "per_device_train_batch_size": p.batch_size,
         "gradient_accumulation_steps": p.grad_accum,
         "learning_rate": p.learning_rate,
         "lr_scheduler_type": p.lr_scheduler,
-        "warmup_steps": p.warmup_ratio,  # a float below 1 is a share of max_steps
+        "warmup_steps": p.warmup_ratio,  # a float below 1 is a share of the total steps
         "max_length": p.max_length,
         "seed": p.seed,
     }
@@ -90,6 +97,7 @@ def fit(trainer: Any, resume_from: str | None = None) -> dict:
     tokens = (trainer.state.num_input_tokens_seen or 0) - tokens_before
     return {
         "steps": result.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 3),
         "seconds": round(seconds, 1),
         "train_loss": round(result.training_loss, 4),
         "loss_first": losses[0]["loss"] if losses else None,

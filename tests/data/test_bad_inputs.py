@@ -14,7 +14,8 @@ from pipeline.data.prefs import load_feedback
 from pipeline.data.prepare import clean_notices, instruction_records, prepare
 from pipeline.data.schema import load_raw
 from pipeline.data.validate import describe_failure, validate
-from pipeline.evaluate.evaluate import slices
+from pipeline.evaluate.evaluate import answer_kinds, slices
+from pipeline.evaluate.scoring import group_of
 from pipeline.io import DataError, UserError, write_jsonl
 from tests.conftest import ROOT
 
@@ -196,6 +197,7 @@ def test_add_writes_rows_the_pipeline_splits_validates_and_slices(repo):
     written = (repo / "data/raw/qa.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(written) == 40 and json.loads(written[0])["source"] == "qa"
     notices, instructions = load_raw(repo / "data/raw")
+    instructions = [r for r in instructions if r["source"] == "qa"]  # not the sample's own
     assert len(instructions) == 40 and notices == load_raw(ROOT / "data/raw")[0]
     train, evals = instruction_records(PrepareParams(), instructions)
     p = PrepareParams()
@@ -207,12 +209,21 @@ def test_add_writes_rows_the_pipeline_splits_validates_and_slices(repo):
     assert [describe_failure(o) for o in report["expectations"] if not o["success"]] == []
     assert len(train) + len(evals) == 40 and evals and train  # split by the id hash
     assert {r["task"] for r in train + evals} == {"instruct"}
+    kinds = answer_kinds(train, evals, max_labels=20)
+    assert kinds == {"sources.qa": "free"}  # translations and rewrites: free-form answers
     fake = [
-        {"task": r["task"], "category": r["category"], "source": r["source"], "length": "<100",
-         "prediction": "Hello", "reference": r["completion"][0]["content"]}
+        {
+            "task": r["task"],
+            "group": group_of(r),
+            "category": r["category"],
+            "source": r["source"],
+            "length": "<100",
+            "prediction": "Hello",
+            "reference": r["completion"][0]["content"],
+        }
         for r in train + evals
-    ]  # fmt: skip
-    by_slice = slices(fake)["instruct"]
+    ]
+    by_slice = slices(fake, kinds)["sources.qa"]
     assert set(by_slice["category"]) == {"翻译", "改写"} and set(by_slice["source"]) == {"qa"}
     assert by_slice["category"]["翻译"]["exact_match"] == 1.0
     # adding again needs --replace; a bad file then changes nothing
@@ -326,22 +337,21 @@ def test_added_data_goes_through_dvc_repro_into_its_own_task_and_slices(tmp_path
 
     repo = copy_repo(ROOT, tmp_path / "repo", from_nothing=True)
     run(["dvc", "repro", "prepare"], cwd=repo)
-    notices_only = (repo / "data/prepared/train.jsonl").read_bytes()
+    before = (repo / "data/prepared/train.jsonl").read_text().splitlines()
     mine = tmp_path / "faq.json"
     mine.write_text(j([alpaca(i, task="翻译") for i in range(30)]), encoding="utf-8")
     added = run([str(BIN / "llmops"), "data", "add", str(mine)], cwd=repo)
     assert "data add: 30 alpaca records" in added.stdout
     assert (repo / "data/raw/faq.jsonl").exists()
     proc = run(["dvc", "repro", "prepare", "validate"], cwd=repo)
-    assert "30 instruction rows included" in proc.stdout and "validate: passed" in proc.stdout
+    # the sample ships 200 (helpdesk, pipeline/data/sample.py)
+    assert "230 instruction rows included" in proc.stdout and "validate: passed" in proc.stdout
     records = [
         json.loads(line)
         for name in ("train", "eval")
         for line in (repo / f"data/prepared/{name}.jsonl").read_text().splitlines()
     ]
-    instruct = [r for r in records if r["task"] == "instruct"]
-    assert len(instruct) == 30 and {(r["category"], r["source"]) for r in instruct} == {
-        ("翻译", "faq")
-    }
-    train = (repo / "data/prepared/train.jsonl").read_bytes()
-    assert train.startswith(notices_only)  # added records come after the notices' own
+    instruct = [r for r in records if r["task"] == "instruct" and r["source"] == "faq"]
+    assert len(instruct) == 30 and {r["category"] for r in instruct} == {"翻译"}
+    train = (repo / "data/prepared/train.jsonl").read_text().splitlines()
+    assert set(before) < set(train)  # every record of before is kept as it was

@@ -239,24 +239,24 @@ def test_a_day_of_the_release_loop_run_by_the_workflow_files(day):
 
     # 2. a pull request that trains: trained once, its results committed onto its branch
     d.change(
-        "pr/warmup",
-        {("train", "warmup_ratio"): 0.1, ("gate", "tolerance"): 0.03},
-        "train: warm-up 10%; gate: tolerance 0.03 (extract is noisy on 69 notices)",
+        "pr/slower-lr",
+        {("train", "learning_rate"): 8.0e-4, ("gate", "tolerance"): 0.03},
+        "train: learning rate 8.0e-4; gate: tolerance 0.03 (extract is noisy on 127 examples)",
     )
-    run = d.act("pull_request", "train.yml", d.pull_request(4, "pr/warmup"))
+    run = d.act("pull_request", "train.yml", d.pull_request(4, "pr/slower-lr"))
     gpu_jobs = [j for j in run.jobs if "(GPU)" in j]
     assert run.jobs.get(TRAIN_PR) == "succeeded", run.output[-4000:]
     assert gpu_jobs == [TRAIN_PR]
     assert run.jobs[PUBLISH] == "succeeded"
     assert "## ✅ Gate passed" in (d.root / "comment-2.md").read_text()
     d.git("fetch", "-q", "origin")
-    assert d.git("log", "-1", "--format=%s", "origin/pr/warmup") == (
+    assert d.git("log", "-1", "--format=%s", "origin/pr/slower-lr") == (
         "dvc.lock and metrics of this change's training"
     )
     assert d.train_runs() == trainings_before + 1
 
     # the bot's push starts the workflow again: nothing to train, the report is refreshed
-    run = d.act("pull_request", "train.yml", d.pull_request(4, "pr/warmup"))
+    run = d.act("pull_request", "train.yml", d.pull_request(4, "pr/slower-lr"))
     assert run.jobs == {
         PLAN: "succeeded",
         REPORT: "succeeded",
@@ -266,7 +266,7 @@ def test_a_day_of_the_release_loop_run_by_the_workflow_files(day):
 
     # 3. merge: main adopts the pull request's outputs, registers, promotes to staging
     d.git("checkout", "-q", "main")
-    d.git("merge", "-q", "--no-ff", "-m", "Merge pull request #4", "origin/pr/warmup")
+    d.git("merge", "-q", "--no-ff", "-m", "Merge pull request #4", "origin/pr/slower-lr")
     d.git("push", "-q", "origin", "main")
     run = d.act("push", "train.yml", d.push_event("refs/heads/main"))
     assert run.jobs == {

@@ -28,7 +28,8 @@ def test_repro_writes_every_output(workspace):
         "metrics/validate.json",
         "metrics/predictions.jsonl",
         "plots/train_loss.csv",
-        "plots/confusion.csv",
+        "plots/confusion/classify.csv",
+        "plots/confusion/sources.helpdesk.csv",
         "dvc.lock",
     ):
         assert (workspace / rel).exists(), rel
@@ -50,6 +51,19 @@ def test_eval_metrics_have_the_documented_shape(workspace):
         assert 1 <= metrics[task]["perplexity"] < metrics["base"][task]["perplexity"]
         assert set(metrics["slices"][task]) == {"category", "length", "source"}
     assert len(metrics["slices"]["classify"]["category"]) == 6
+    # the sample's added classification dataset is scored on its own, as classification
+    helpdesk = metrics["sources"]["helpdesk"]
+    assert set(helpdesk) == {"n", "accuracy", "macro_f1", "perplexity", "classes"}
+    assert set(helpdesk["classes"]) == {"教务处", "学生处", "后勤服务中心", "图书馆", "信息化中心"}
+    assert sum(c["n"] for c in helpdesk["classes"].values()) == helpdesk["n"]
+    assert "instruct" not in metrics  # datasets are never pooled into one number
+    # every group has a baseline row, fitted on the same split
+    baseline = metrics["baseline"]
+    assert baseline["classify"]["method"] == "tfidf-logistic-regression"
+    assert baseline["sources"]["helpdesk"]["method"] == "tfidf-logistic-regression"
+    assert baseline["extract"]["method"] == baseline["title"]["method"] == "tfidf-nearest-neighbour"
+    for group in ("classify", "extract", "title"):
+        assert baseline[group]["n"] == metrics[group]["n"]
     assert {"invariance", "must_pass_classify", "must_pass_extract"} <= set(metrics["behaviour"])
 
 
@@ -90,6 +104,8 @@ def test_predictions_are_saved_per_example(workspace):
         "reference",
         "prediction",
         "base_prediction",
+        "baseline_prediction",
+        "group",
         "correct",
         "category",
         "length",
@@ -109,7 +125,23 @@ def test_report_on_the_first_run(workspace):
     report = (workspace / "reports/pr/report.md").read_text()
     assert report.startswith("## ✅ Gate passed")
     assert "No predictions at `HEAD` to compare with (first run)" in report
-    assert (workspace / "reports/pr/confusion.png").exists()
+    for group in ("classify", "sources.helpdesk"):
+        assert (workspace / f"reports/pr/confusion-{group}.png").exists()
+        assert f"### {group}: per class (fine-tuned)" in report
+        assert f"### {group}: confusion matrix" in report
+    against = report[report.index("## Against the baseline") :].split("\n## ")[0]
+    for group in ("classify", "extract", "title", "sources.helpdesk"):
+        assert f"| {group} |" in against and f"- **{group}**" in against
+
+
+def test_summary_shows_base_fine_tuned_and_baseline_per_task_and_source(workspace, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per line
+    out = run(["llmops", "summary"], cwd=workspace).stdout
+    for group in ("classify", "extract", "title", "sources.helpdesk"):
+        line = next(line for line in out.splitlines() if f"│ {group} " in line)
+        assert any(w in line for w in ("beats", "ties", "loses")), line
+        assert line.count("[") == 1 and line.count("]") == 1  # the interval
+    assert "sources.helpdesk F1 per class:" in out
 
 
 def test_training_is_tracked_in_mlflow(workspace):
@@ -202,3 +234,65 @@ def test_bad_data_fails_with_file_line_and_rule_and_loses_nothing(workspace):
     run(["dvc", "checkout"], cwd=workspace)
     assert (workspace / "data/prepared/train.jsonl").read_bytes() == train_before
     assert "Running stage" not in run(["dvc", "repro"], cwd=workspace).stdout
+
+
+REPAIRS = {  # a classification dataset a user might add: repair requests -> trade
+    "水电": ["停水了", "水管漏水", "插座没电", "空气开关跳闸", "灯不亮"],
+    "网络": ["网口没信号", "WiFi连不上", "网速很慢", "路由器掉线", "网线断了"],
+    "家具": ["桌子腿断了", "椅子坏了", "床板裂了", "柜门掉了", "书架歪了"],
+}
+
+
+def repair_requests() -> list[dict]:
+    return [
+        {
+            "instruction": "这条宿舍报修该派给哪个班组？只回答水电、网络或家具。",
+            "input": f"{building}号楼{room}室{problem}，麻烦尽快来修",
+            "output": trade,
+        }
+        for building in (1, 2, 3, 4)
+        for trade, problems in REPAIRS.items()
+        for room, problem in zip((101, 202, 303, 404, 505), problems, strict=True)
+    ]
+
+
+def test_an_added_classification_dataset_is_scored_as_such_against_its_baseline(
+    workspace, tmp_path, monkeypatch
+):
+    """`llmops data add` a labelled dataset, prepare, evaluate (the model was never trained on
+    it) and gate with `beat_baseline` on it: its own accuracy, macro-F1, per-class table,
+    confusion CSV and baseline row; the gate fails naming it, since a model that never saw
+    the data does not beat a classifier fitted on it."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace, ws, symlinks=True)
+    mine = tmp_path / "repairs.json"
+    mine.write_text(json.dumps(repair_requests(), ensure_ascii=False), encoding="utf-8")
+    run(["llmops", "data", "add", str(mine)], cwd=ws)
+    run(["python", "-m", "pipeline.data.prepare"], cwd=ws)
+    run(["python", "-m", "pipeline.evaluate.evaluate"], cwd=ws)
+    metrics = load(ws, "metrics/eval.json")
+    repairs = metrics["sources"]["repairs"]
+    assert {"accuracy", "macro_f1", "classes"} <= set(repairs) and "rouge_l" not in repairs
+    assert set(repairs["classes"]) <= set(REPAIRS) and repairs["n"] > 0
+    assert sum(c["n"] for c in repairs["classes"].values()) == repairs["n"]
+    assert metrics["baseline"]["sources"]["repairs"]["method"] == "tfidf-logistic-regression"
+    confusion = (ws / "plots/confusion/sources.repairs.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and len(confusion) == repairs["n"] + 1
+    assert "helpdesk" in metrics["sources"]  # each dataset apart, none pooled
+
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["gate"]["beat_baseline"] = ["sources.repairs.accuracy"]
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    proc = run(["python", "-m", "pipeline.evaluate.gate"], cwd=ws, check=False)
+    assert proc.returncode == 1
+    assert "FAILED sources.repairs.accuracy beats baseline" in proc.stderr
+    (check,) = [c for c in load(ws, "metrics/gate.json")["checks"] if "baseline" in c["name"]]
+    assert check["interval"][0] <= 0 and check["baseline"] > repairs["accuracy"]
+
+    monkeypatch.setenv("COLUMNS", "200")
+    out = run(["llmops", "summary"], cwd=ws).stdout
+    line = next(line for line in out.splitlines() if "│ sources.repairs " in line)
+    assert "loses" in line or "ties" in line
+    assert "sources.repairs F1 per class:" in out

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ..conftest import run
+from ..conftest import ROOT, run
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +57,11 @@ def write_state(repo, rows, lr):
             }
         )
     )
-    (repo / "params.yaml").write_text(f"train:\n  learning_rate: {lr}\n")
-    (repo / "plots/train_loss.csv").write_text("step,loss\n10,3.0\n20,2.0\n30,1.5\n")
-    (repo / "plots/confusion.csv").write_text(
-        "actual,predicted\n" + "".join(f"{r['reference']},{r['prediction']}\n" for r in rows)
+    params = (ROOT / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(
+        params.replace("learning_rate: 1.0e-3     # tiny", f"learning_rate: {lr}     # tiny")
     )
+    (repo / "plots/train_loss.csv").write_text("step,loss\n10,3.0\n20,2.0\n30,1.5\n")
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_report_shows_metric_and_params_diffs_and_plots(repo):
     assert "| 讲座活动 |" not in report  # the confusion matrix is over labels, not categories
     assert "| actual \\ predicted | 教务 | 科研 |" in report
     assert "| 教务 | **60** | 20 |" in report  # 80 examples: 60 right, 20 answered 科研
-    for name in ("loss.png", "confusion.png", "slices.png"):  # PNGs stay local
+    for name in ("loss.png", "confusion-classify.png", "slices.png"):  # PNGs stay local
         assert (repo / "out" / name).read_bytes()[:4] == b"\x89PNG"
 
 

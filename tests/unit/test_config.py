@@ -47,7 +47,18 @@ def test_shipped_params_load_with_every_section():
             "params.yaml:prepare.tasks[1]",
         ),
         (lambda r: r["prepare"].update(eval_fraction=1.5), "params.yaml:prepare.eval_fraction"),
-        (lambda r: r["gate"]["min"].update(accuracy=0.5), "params.yaml:gate.min.accuracy"),
+        (lambda r: r["gate"]["min"].update(accuracy=0.5), "params.yaml:gate.min: 'accuracy'"),
+        (
+            lambda r: r["gate"].update(beat_baseline=["sources.helpdesk"]),
+            "params.yaml:gate.beat_baseline: 'sources.helpdesk': expected `task.metric` or "
+            "`sources.<source>.metric`",
+        ),
+        (
+            lambda r: r["train"].update(epochs=0.0, max_steps=0),
+            "params.yaml:train.epochs: must be above 0",
+        ),
+        (lambda r: r["train"].update(max_steps=-1), "params.yaml:train.max_steps: must be 0"),
+        (lambda r: r["evaluate"].update(max_labels=1), "params.yaml:evaluate.max_labels"),
         (
             lambda r: r["validate"].update(min_chinese_share=50),
             "params.yaml:validate.min_chinese_share",

@@ -100,7 +100,7 @@ def test_dvc_outputs_are_the_paths_the_package_writes():
         "GATE_METRICS",
         "VALIDATE_METRICS",
         "LOSS_CURVE",
-        "CONFUSION",
+        "CONFUSION_DIR",
         "PREDICTIONS",
         "INDEX_DIR",
         "INDEX_METRICS",

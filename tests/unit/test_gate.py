@@ -157,4 +157,60 @@ def test_unreadable_champion_or_unknown_metric_fails():
     assert not verdict["passed"] and "invalid" in verdict["checks"][0]["error"]
     unknown = GateParams(no_regression=["classify.f1"], require_validation=False)
     check = decide(unknown, EVAL, None, None, champion_rows(), champion_rows())["checks"][0]
-    assert not check["passed"] and "cannot be compared" in check["error"]
+    assert not check["passed"] and "'f1' is no metric" in check["error"]
+
+
+def helpdesk_rows(right: int, baseline_right: int, n: int = 60) -> list[dict]:
+    """An added classification dataset: the first `right` answers right, the baseline's
+    first `baseline_right`."""
+    labels = ["教务处", "图书馆", "后勤服务中心"]
+    return [
+        {
+            "id": f"h{i}",
+            "task": "instruct",
+            "group": "sources.helpdesk",
+            "source": "helpdesk",
+            "reference": labels[i % 3],
+            "prediction": labels[i % 3] if i < right else labels[(i + 1) % 3],
+            "baseline_prediction": labels[i % 3] if i < baseline_right else "",
+        }
+        for i in range(n)
+    ]
+
+
+BASELINE = GateParams(
+    beat_baseline=["sources.helpdesk.accuracy", "sources.helpdesk.macro_f1"],
+    require_validation=False,
+    bootstrap_samples=300,
+)
+
+
+def test_beating_the_baseline_clearly_passes_with_its_interval():
+    verdict = decide(BASELINE, EVAL, None, None, helpdesk_rows(55, 30))
+    checks = by_name(verdict)
+    assert verdict["passed"], checks
+    accuracy = checks["sources.helpdesk.accuracy beats baseline"]
+    assert accuracy["delta"] == pytest.approx(25 / 60, abs=1e-4)
+    assert accuracy["baseline"] == 0.5 and accuracy["n"] == 60
+    assert 0 < accuracy["interval"][0] == accuracy["value"] < accuracy["interval"][1]
+    assert checks["sources.helpdesk.macro_f1 beats baseline"]["passed"]
+
+
+def test_a_tie_or_a_small_lead_over_the_baseline_is_not_beating_it():
+    # fine-tuned 0.708 vs baseline 0.698: ahead, but not by more than the noise
+    verdict = decide(BASELINE, EVAL, None, None, helpdesk_rows(43, 42))
+    check = by_name(verdict)["sources.helpdesk.accuracy beats baseline"]
+    assert not verdict["passed"] and not check["passed"]
+    assert check["interval"][0] <= 0 < check["interval"][1]
+    worse = by_name(decide(BASELINE, EVAL, None, None, helpdesk_rows(20, 50)))
+    assert worse["sources.helpdesk.accuracy beats baseline"]["interval"][1] < 0
+
+
+def test_beating_the_baseline_fails_closed_without_baseline_answers_or_predictions():
+    rows = [
+        {k: v for k, v in r.items() if k != "baseline_prediction"} for r in helpdesk_rows(55, 30)
+    ]
+    check = decide(BASELINE, EVAL, None, None, rows)["checks"][0]
+    assert not check["passed"] and "rerun `dvc repro evaluate`" in check["error"]
+    check = decide(BASELINE, EVAL, None, {"predictions": "file not found"}, None)["checks"][0]
+    assert not check["passed"] and "file not found" in check["error"]
