@@ -426,9 +426,44 @@ def parse_params(raw: object) -> Params:
     return params
 
 
+class StrictLoader(yaml.SafeLoader):
+    """YAML as PyYAML's safe loader reads it, refusing what it would accept silently: a key
+    given twice (the last would win) and aliases (`*name`; an alias bomb multiplies a few
+    lines into gigabytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ParamsError(
+                f"{self.name}:{event.start_mark.line + 1}: YAML alias *{event.anchor}: aliases "
+                "are not allowed here; write the value out"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[object, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if not isinstance(key, typing.Hashable):
+                    break  # the safe loader's own error names it
+                if key in seen:
+                    raise ParamsError(
+                        f"{self.name}:{line}: duplicate key {key!r} (first at line {seen[key]})"
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: Path = PARAMS) -> Params:
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        loader = StrictLoader(Path(path).read_text(encoding="utf-8"))
+        loader.name = str(path)
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +40,35 @@ class DataError(UserError):
         super().__init__(f"{where}: {rule}")
 
 
+# Records are objects of fields, a conversation at most a few levels deep. Deeper input is
+# refused before parsing: Python's parser and every recursive walk over it would overflow.
+MAX_JSON_DEPTH = 32
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in `text` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def loads(text: str, path: Path | str, line: int | None = None) -> object:
+    """json.loads, refusing input nested deeper than MAX_JSON_DEPTH with a DataError that
+    names the file, the line and the limit; invalid JSON raises json.JSONDecodeError."""
+    if (depth := json_depth(text)) > MAX_JSON_DEPTH:
+        raise DataError(
+            path,
+            line,
+            f"JSON nested {depth} levels deep, more than {MAX_JSON_DEPTH}: "
+            "a record is an object of fields; flatten it",
+        )
+    return json.loads(text)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +93,7 @@ def write_json(path: Path, obj: object) -> None:
 
 def read_json(path: Path) -> object:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return loads(Path(path).read_text(encoding="utf-8"), path)
     except FileNotFoundError:
         raise DataError(path, None, "file not found") from None
     except json.JSONDecodeError as exc:
@@ -95,7 +125,7 @@ def iter_jsonl(path: Path, errors: list[DataError] | None = None) -> Iterator[tu
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
                 if not line.strip():
                     continue
-                obj = json.loads(line)
+                obj = loads(line, path, lineno)
                 if not isinstance(obj, dict):
                     raise DataError(path, lineno, "each line must be a JSON object")
             except (UnicodeDecodeError, json.JSONDecodeError, DataError) as exc:

@@ -41,7 +41,7 @@ from pipeline.data.schema import (
     is_instruction,
     prompt_key,
 )
-from pipeline.io import DataError, UserError, iter_jsonl, write_jsonl
+from pipeline.io import DataError, UserError, iter_jsonl, loads, write_jsonl
 
 FORMATS = ("alpaca", "sharegpt", "openai", "jsonl", "prefs")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -106,7 +106,7 @@ def read_items(path: Path) -> tuple[list[tuple[int, object]], list[DataError]]:
     text = decode(path)
     if text.lstrip().startswith("["):
         try:
-            json.loads(text)
+            loads(text, path, 1)
             return _array_items(path, text), []
         except json.JSONDecodeError as exc:
             if exc.msg != "Extra data":  # `[...]` per line is JSON Lines of one-item lists
@@ -115,9 +115,11 @@ def read_items(path: Path) -> tuple[list[tuple[int, object]], list[DataError]]:
     for line, raw in enumerate(text.split("\n"), start=1):
         if raw.strip():
             try:
-                items.append((line, json.loads(raw)))
+                items.append((line, loads(raw, path, line)))
             except json.JSONDecodeError as exc:
                 errors.append(DataError(path, line, f"invalid JSON: {exc.msg}"))
+            except DataError as exc:
+                errors.append(exc)
     if errors and text.lstrip().startswith("{") and _parses(text):
         rule = "one JSON object over several lines: write a JSON array, or one record per line"
         raise DataError(path, 1, rule)
@@ -126,8 +128,8 @@ def read_items(path: Path) -> tuple[list[tuple[int, object]], list[DataError]]:
 
 def _parses(text: str) -> bool:
     try:
-        json.loads(text)
-    except json.JSONDecodeError:
+        loads(text, "-")
+    except (json.JSONDecodeError, DataError):
         return False
     return True
 

@@ -125,3 +125,33 @@ def test_bad_params_make_the_cli_exit_2_with_the_key(tmp_path):
     assert proc.returncode == 2
     assert "params.yaml:train.learning_rate" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "train:\n  epochs: 1.0\n  batch_size: 4\n  epochs: 2.0\n",
+            "params.yaml:4: duplicate key 'epochs' (first at line 2)",
+        ),
+        ("train: {}\ntrain: {}\n", "params.yaml:2: duplicate key 'train' (first at line 1)"),
+        (
+            "prepare:\n  tasks: &t [classify]\nvalidate:\n  x: *t\n",
+            "params.yaml:4: YAML alias *t: aliases are not allowed",
+        ),
+        (  # an alias bomb: 9 levels of 9 aliases each would be 387 million strings
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n"
+                for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "params.yaml:2: YAML alias *a",
+        ),
+    ],
+)
+def test_params_refuse_duplicate_keys_and_aliases_naming_the_line(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value).startswith(str(tmp_path)) and message in str(err.value)
