@@ -7,9 +7,15 @@ Sites are described in YAML (configs/sites/): start URLs, CSS selectors for the 
 list page, the next-page link, and a detail page's title, date, department and body, and how
 many list pages to follow. The crawler is polite and incremental:
 - robots.txt is obeyed (urllib.robotparser; an unreachable robots.txt means "disallow all",
-  as RFC 9309 asks), including its Crawl-delay; requests to one host are spaced by `delay_s`;
+  as RFC 9309 asks), including its Crawl-delay up to `max_crawl_delay_s` (a host asking for
+  longer is not crawled); requests to one host are spaced by `delay_s`;
+- a site stays on its own hosts (`hosts`, by default those of its start URLs): links and
+  redirects elsewhere are not followed, and a URL carrying credentials (user:password@) is
+  never requested or written down;
 - 5xx answers, timeouts and dropped connections are retried with exponential backoff; a
-  response larger than `max_bytes` is abandoned while streaming;
+  response larger than `max_bytes`, or not complete `timeout_s` after the request began
+  (however slowly it trickles), is abandoned while streaming;
+- a crawl stopped by SIGTERM or an error keeps every notice fetched so far;
 - the encoding comes from the HTTP header, else the page's <meta charset>, else
   charset-normalizer's guess; GBK and GB2312 are read as their superset GB18030;
 - a detail page is asked for with If-None-Match / If-Modified-Since from the last crawl, and
@@ -24,12 +30,15 @@ they break, so nothing is lost and `prepare` never sees them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
 import re
+import signal
 import sys
+import threading
 import time
 import urllib.robotparser
 from dataclasses import dataclass, field
@@ -77,16 +86,23 @@ class Site:
     max_pages: int = 5  # list pages followed from each start URL
     department: str = ""  # when there is no department selector, or it finds nothing
     boilerplate: list[str] = field(default_factory=list)  # extra line patterns to drop
+    # the hosts (host or host:port) its pages may come from; empty: its start URLs' hosts
+    hosts: list[str] = field(default_factory=list)
+
+    def allowed_hosts(self) -> set[str]:
+        return set(self.hosts) or {_host(u) for u in self.start_urls}
 
 
 @dataclass(frozen=True)
 class Settings:
     user_agent: str = "FlywheelNoticeCrawler/0.1"
     delay_s: float = 1.0  # between two requests to the same host
-    timeout_s: float = 10.0  # per request, connect to last byte
+    timeout_s: float = 10.0  # per request, connect to last byte, however slow the bytes
     retries: int = 3  # after the first try, on 5xx, timeouts and dropped connections
     backoff_s: float = 1.0  # wait before retry k: backoff_s * 2**k
     max_bytes: int = 2_000_000
+    max_crawl_delay_s: float = 60.0  # a robots.txt Crawl-delay above this: the host is skipped
+    max_redirects: int = 5
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,25 @@ def load_sites(path: Path) -> SitesFile:
 
 class FetchError(Exception):
     """A page that could not be fetched, after retries where retrying makes sense."""
+
+
+def _host(url: str) -> str:
+    """host[:port] of a URL, lower-case, without credentials."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def off_limits(url: str, hosts: set[str]) -> str | None:
+    """Why `url` must not be requested for a site on `hosts`, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"not http(s): {parts.scheme or 'no scheme'}"
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL: never sent"
+    if _host(url) not in hosts:
+        return f"another host ({_host(url)}), not one of the site's ({', '.join(sorted(hosts))})"
+    return None
 
 
 @dataclass
@@ -177,17 +212,21 @@ class Fetcher:
         self.last_request[host] = time.monotonic()
 
     def _once(self, url: str, headers: dict) -> Page:
+        """One response, read within timeout_s of the request however it trickles in."""
         import requests
 
-        host = urlsplit(url).netloc
-        self._throttle(host)
+        self._throttle(urlsplit(url).netloc)
         started = time.monotonic()
-        with self.session.get(url, headers=headers, timeout=self.s.timeout_s, stream=True) as r:
+        with self.session.get(
+            url, headers=headers, timeout=self.s.timeout_s, stream=True, allow_redirects=False
+        ) as r:
             length = int(r.headers.get("Content-Length") or 0)
             if length > self.s.max_bytes:
                 raise FetchError(f"{length} bytes, over the {self.s.max_bytes}-byte cap")
             chunks, size = [], 0
-            for chunk in r.iter_content(65536):
+            # read1: whatever has arrived, so a body dripping a byte at a time meets the
+            # deadline instead of filling a 64 KiB buffer for hours
+            while chunk := r.raw.read1(65536, decode_content=True):
                 size += len(chunk)
                 if size > self.s.max_bytes:
                     raise FetchError(f"over the {self.s.max_bytes}-byte cap, abandoned")
@@ -196,16 +235,33 @@ class Fetcher:
                 chunks.append(chunk)
             return Page(r.url, r.status_code, dict(r.headers), b"".join(chunks))
 
-    def get(self, url: str, headers: dict | None = None) -> Page:
-        """The page (any status below 500), or FetchError once retries are spent."""
+    def _follow(self, url: str, headers: dict, hosts: set[str]) -> Page:
+        """The response at the end of up to max_redirects redirects, each on `hosts`."""
+        for _ in range(self.s.max_redirects + 1):
+            page = self._once(url, headers)
+            location = page.headers.get("Location")
+            if page.status not in (301, 302, 303, 307, 308) or not location:
+                return page
+            target = urldefrag(urljoin(url, location)).url
+            if why := off_limits(target, hosts):
+                raise FetchError(f"redirect to {_safe(target)} not followed: {why}")
+            url = target
+        raise FetchError(f"more than {self.s.max_redirects} redirects")
+
+    def get(self, url: str, headers: dict | None = None, hosts: set[str] | None = None) -> Page:
+        """The page (any status below 500), or FetchError once retries are spent. Redirects
+        are followed only onto `hosts` (default: the URL's own host)."""
         import requests
 
+        hosts = hosts or {_host(url)}
+        if why := off_limits(url, hosts):
+            raise FetchError(f"not requested: {why}")
         error = ""
         for attempt in range(self.s.retries + 1):
             if attempt:
                 self.sleep(self.s.backoff_s * 2 ** (attempt - 1))
             try:
-                page = self._once(url, headers or {})
+                page = self._follow(url, headers or {}, hosts)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 continue
@@ -230,6 +286,15 @@ class Fetcher:
                     rp.allow_all = True
                 else:
                     rp.parse(decode(page.content, page.headers.get("Content-Type")).splitlines())
+                    asked = float(rp.crawl_delay(self.s.user_agent) or 0)
+                    if asked > self.s.max_crawl_delay_s:
+                        rp.disallow_all = True
+                        self.log(
+                            f"crawl: robots.txt of {parts.netloc} asks for a Crawl-delay of "
+                            f"{asked:g} s, more than settings.max_crawl_delay_s "
+                            f"({self.s.max_crawl_delay_s:g}): not crawling that host",
+                            file=sys.stderr,
+                        )
             except FetchError as exc:
                 rp.disallow_all = True  # unreachable: assume complete disallow (RFC 9309)
                 self.log(f"crawl: robots.txt of {parts.netloc} unreachable ({exc}): "
@@ -320,6 +385,7 @@ class Summary:
     updated: int = 0
     unchanged: int = 0
     robots: int = 0
+    off_site: int = 0  # links to other hosts, or carrying credentials: never requested
     rejected: int = 0
     list_pages: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (url, why)
@@ -328,9 +394,35 @@ class Summary:
         return (
             f"crawl: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
             f"{self.robots} skipped by robots.txt, {len(self.failed)} failed, "
-            f"{self.rejected} rejected by the notice schema ({self.list_pages} list pages) "
-            f"-> {out / OUT_NAME}"
+            f"{self.rejected} rejected by the notice schema ({self.list_pages} list pages, "
+            f"{self.off_site} off-site links not followed) -> {out / OUT_NAME}"
         )
+
+
+def _safe(url: str) -> str:
+    """`url` without any user:password@, for logs and reports."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """SIGTERM (a CI job cancelled, a pod evicted) raises SystemExit, so `finally` blocks run
+    and the crawl keeps its progress; in the main thread only, where Python allows it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _load_state(path: Path) -> dict:
@@ -352,13 +444,22 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
     }
 
     def fail(url: str, why: str) -> None:
-        summary.failed.append((url, why))
-        log(f"crawl: failed {url}: {why}", file=sys.stderr)
+        summary.failed.append((_safe(url), why))
+        log(f"crawl: failed {_safe(url)}: {why}", file=sys.stderr)
+
+    def off_site(site: Site, url: str) -> bool:
+        why = off_limits(url, site.allowed_hosts())
+        if why:
+            summary.off_site += 1
+            log(f"crawl: {site.name}: not following {_safe(url)}: {why}")
+        return why is not None
 
     def detail(site: Site, url: str) -> None:
         if url in seen:
             return
         seen.add(url)
+        if off_site(site, url):
+            return
         if not fetcher.allowed(url):
             summary.robots += 1
             return
@@ -368,7 +469,7 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
         validators = (("If-None-Match", "etag"), ("If-Modified-Since", "last_modified"))
         headers = {k: prev[v] for k, v in validators if prev.get(v)}
         try:
-            page = fetcher.get(url, headers)
+            page = fetcher.get(url, headers, site.allowed_hosts())
         except FetchError as exc:
             return fail(url, str(exc))
         if page.status == 304 and prev:
@@ -416,11 +517,13 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
         while url and pages < site.max_pages and url not in seen:
             seen.add(url)
             pages += 1
+            if off_site(site, url):
+                return
             if not fetcher.allowed(url):
                 summary.robots += 1
                 return
             try:
-                page = fetcher.get(url)
+                page = fetcher.get(url, hosts=site.allowed_hosts())
             except FetchError as exc:
                 return fail(url, str(exc))
             if page.status != 200:
@@ -436,10 +539,11 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
             nxt = soup.select_one(site.selectors.next) if site.selectors.next else None
             url = urljoin(page.url, nxt["href"]) if nxt is not None and nxt.get("href") else None
 
-    try:  # whatever happens, keep what was crawled so far
-        for site in config.sites:
-            for start in site.start_urls:
-                follow(site, start)
+    try:  # whatever happens (an error, SIGTERM), keep what was crawled so far
+        with _sigterm_exits():
+            for site in config.sites:
+                for start in site.start_urls:
+                    follow(site, start)
     finally:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl(out_file, records.values())

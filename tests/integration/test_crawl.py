@@ -291,3 +291,168 @@ def test_ingest_stage_is_off_until_unfrozen_then_crawls_incrementally(site, tmp_
     second = run(["dvc", "repro", "prepare"], cwd=repo).stdout
     assert "crawl: 0 new, 0 updated, 4 unchanged" in second
     assert "Stage 'prepare' didn't change, skipping" in second
+
+
+class Boundaries:
+    """A site that tries to lead the crawler astray: links and a redirect to another host
+    (`localhost` is the same server under another name), a link carrying credentials, a body
+    that drips a byte at a time, and (when asked) a robots.txt demanding a day between
+    requests."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, str]] = []  # (Host header, path)
+        self.crawl_delay: int | None = None
+
+    def handler(site) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def send(self, status: int, body: bytes = b"", headers: dict | None = None):
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                site.requests.append((self.headers.get("Host", ""), self.path))
+                port = self.server.server_address[1]
+                html = {"Content-Type": "text/html; charset=utf-8"}
+                if self.path == "/robots.txt":
+                    delay = f"Crawl-delay: {site.crawl_delay}\n" if site.crawl_delay else ""
+                    return self.send(200, f"User-agent: *\n{delay}".encode())
+                if self.path == "/tzgg/index.htm":
+                    links = [
+                        "ok.htm",
+                        f"http://localhost:{port}/offsite/linked.htm",
+                        "away.htm",
+                        f"http://admin:s3cret@127.0.0.1:{port}/tzgg/private.htm",
+                        "drip.htm",
+                    ]
+                    return self.send(200, listing(links, None).encode(), html)
+                if self.path == "/tzgg/ok.htm":
+                    body = "因设备检修，图书馆将于2025年12月6日闭馆一天，地点：图书馆总馆。"
+                    page = detail("关于图书馆闭馆的通知", "2025-12-01", "图书馆", [body])
+                    return self.send(200, page.encode(), html)
+                if self.path == "/tzgg/away.htm":
+                    target = f"http://localhost:{port}/offsite/redirected.htm"
+                    return self.send(302, headers={"Location": target})
+                if self.path == "/tzgg/drip.htm":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        for _ in range(200):  # a byte every 50 ms: 10 s in all
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    return None
+                return self.send(404, b"not found")
+
+        return Handler
+
+
+@pytest.fixture
+def boundaries():
+    s = Boundaries()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), s.handler())
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    s.base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield s
+    server.shutdown()
+    server.server_close()
+
+
+def boundaries_config(base: str, **settings) -> SitesFile:
+    fast = Settings(user_agent=UA, delay_s=0.0, timeout_s=0.5, retries=0, **settings)
+    site = Site(
+        name="edge",
+        category="后勤",
+        start_urls=[f"{base}/tzgg/index.htm"],
+        selectors=SELECTORS,
+        max_pages=1,
+        department="图书馆",
+    )
+    return SitesFile(sites=[site], settings=fast)
+
+
+def test_the_crawler_stays_on_its_site_never_sends_credentials_and_keeps_its_deadline(
+    boundaries, tmp_path
+):
+    lines: list[str] = []
+    t0 = time.monotonic()
+    summary = crawl(
+        boundaries_config(boundaries.base), tmp_path, log=lambda m, **_: lines.append(m)
+    )
+    took = time.monotonic() - t0
+    paths = [path for _, path in boundaries.requests]
+    # nothing on another host is ever requested, linked or redirected to
+    assert not any(p.startswith("/offsite/") for p in paths), boundaries.requests
+    assert {host for host, _ in boundaries.requests} == {boundaries.base.removeprefix("http://")}
+    # the URL with credentials is never requested, and its password is written nowhere
+    assert "/tzgg/private.htm" not in paths
+    written = (tmp_path / "crawled.jsonl").read_text() + (
+        tmp_path / ".crawl/state.json"
+    ).read_text()
+    assert "s3cret" not in written and "s3cret" not in "\n".join(lines)
+    assert summary.off_site == 2  # the linked other host and the credentials
+    failed = {url.rsplit("/", 1)[1]: why for url, why in summary.failed}
+    assert "redirect to" in failed["away.htm"] and "another host (localhost:" in failed["away.htm"]
+    # a body trickling in never outlives timeout_s (0.5 s), though each byte beats it
+    assert "not complete within 0.5 s" in failed["drip.htm"]
+    assert took < 5, took
+    assert summary.new == 1 and "0 failed" not in lines[-1]
+    assert "2 off-site links not followed" in lines[-1]
+
+
+def test_a_crawl_delay_beyond_the_cap_skips_the_host_instead_of_waiting_a_day(boundaries, tmp_path):
+    boundaries.crawl_delay = 100_000
+    lines: list[str] = []
+    cfg = boundaries_config(boundaries.base, max_crawl_delay_s=30.0)
+    summary = crawl(cfg, tmp_path, log=lambda m, **_: lines.append(m))
+    assert summary.robots == 1 and summary.new == 0
+    assert [p for _, p in boundaries.requests] == ["/robots.txt"]
+    wanted = "Crawl-delay of 100000 s, more than settings.max_crawl_delay_s (30)"
+    assert any(wanted in m for m in lines)
+
+
+def test_a_crawl_stopped_by_sigterm_keeps_what_it_fetched(site, tmp_path):
+    """`llmops crawl` killed by SIGTERM while waiting on a slow page: the notices fetched
+    before it are in crawled.jsonl and the state, as after a normal stop."""
+    import signal
+    import subprocess
+
+    from ..conftest import BIN
+
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(
+        "settings: {delay_s: 0.0, timeout_s: 30.0, retries: 0}\n"
+        "sites:\n"
+        "  - {name: test-jwc, category: 教务, department: 教务处, max_pages: 2,\n"
+        f"     start_urls: ['{site.base}/tzgg/index.htm'],\n"
+        "     selectors: {links: 'ul.news li a', next: 'a.next', title: 'div.article h1',\n"
+        "                 date: '.date', body: 'div.article div.content'}}\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "llmops"), "crawl", "--sites", str(sites), "--out", str(tmp_path / "raw")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while ("/tzgg/lm.htm", 200) not in site.log:  # the page before the slow one
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.3)  # now waiting on slow.htm, which answers after 2 s
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    titles = {r["title"] for r in read_jsonl(tmp_path / "raw" / "crawled.jsonl")}
+    assert "关于2026年春季学期选课的通知" in titles and len(titles) >= 3, (titles, err)
+    state = read_json(tmp_path / "raw" / ".crawl" / "state.json")["pages"]
+    assert len(state) == len(titles)
