@@ -78,6 +78,21 @@ def check(name: str, op: str, value_of, bound_of) -> dict:
     }
 
 
+def pending(name: str, op: str, bound: float) -> dict:
+    """A paired-comparison check before its value is known: failed until judged."""
+    return {"name": name, "op": op, "bound": bound, "value": None, "passed": False}
+
+
+def interval_fields(d, other: str) -> dict:
+    """A paired bootstrap's delta, size and interval, and the other side's score as `other`."""
+    return {
+        "delta": round(d.delta, 4),
+        "n": d.n,
+        "interval": [round(d.low, 4), round(d.high, 4)],
+        other: round(d.baseline, 4),
+    }
+
+
 def regression_check(
     p: GateParams,
     metric: str,
@@ -88,13 +103,7 @@ def regression_check(
     """`metric` must not be significantly worse than the champion's on the same examples."""
     from pipeline.evaluate.compare import bootstrap_delta
 
-    check = {
-        "name": f"{metric} vs champion",
-        "op": ">=",
-        "bound": -p.tolerance,
-        "value": None,
-        "passed": False,
-    }
+    check = pending(f"{metric} vs champion", ">=", -p.tolerance)
     if error := unknown_metric(metric):
         return check | {"error": error}
     if problem:
@@ -108,14 +117,14 @@ def regression_check(
     if d is None:
         return check | {"error": f"no eval example in common with the champion for {metric}"}
     # a regression is confirmed only when even the interval's upper end is below -tolerance
-    return check | {
-        "value": round(d.high, 4),
-        "delta": round(d.delta, 4),
-        "n": d.n,
-        "interval": [round(d.low, 4), round(d.high, 4)],
-        "champion": round(d.baseline, 4),
-        "passed": d.high >= -p.tolerance,
-    }
+    return (
+        check
+        | interval_fields(d, "champion")
+        | {
+            "value": round(d.high, 4),
+            "passed": d.high >= -p.tolerance,
+        }
+    )
 
 
 def unknown_metric(metric: str) -> str | None:
@@ -134,13 +143,7 @@ def baseline_check(
     interval of (fine-tuned - baseline) lies entirely above zero."""
     from pipeline.evaluate.compare import versus_baseline
 
-    check = {
-        "name": f"{metric} beats baseline",
-        "op": ">",
-        "bound": 0.0,
-        "value": None,
-        "passed": False,
-    }
+    check = pending(f"{metric} beats baseline", ">", 0.0)
     if error := unknown_metric(metric):
         return check | {"error": error}
     if problem:
@@ -151,14 +154,14 @@ def baseline_check(
             "error": f"no example of {metric.rpartition('.')[0]!r} has a baseline answer in "
             f"{PREDICTIONS}: rerun `dvc repro evaluate`"
         }
-    return check | {
-        "value": round(d.low, 4),
-        "delta": round(d.delta, 4),
-        "n": d.n,
-        "interval": [round(d.low, 4), round(d.high, 4)],
-        "baseline": round(d.baseline, 4),
-        "passed": d.improved,
-    }
+    return (
+        check
+        | interval_fields(d, "baseline")
+        | {
+            "value": round(d.low, 4),
+            "passed": d.improved,
+        }
+    )
 
 
 def decide(

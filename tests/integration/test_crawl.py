@@ -133,16 +133,25 @@ class NoticeSite:
         return Handler
 
 
-@pytest.fixture
-def site():
-    s = NoticeSite()
+@contextlib.contextmanager
+def serving(s):
+    """`s` (a test site with a `handler()`) served on 127.0.0.1 while the block runs; its URL
+    is `s.base`."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), s.handler())
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     s.base = f"http://127.0.0.1:{server.server_address[1]}"
-    yield s
-    server.shutdown()
-    server.server_close()
+    try:
+        yield s
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def site():
+    with serving(NoticeSite()) as s:
+        yield s
 
 
 def config(base: str) -> SitesFile:
@@ -357,14 +366,8 @@ class Boundaries:
 
 @pytest.fixture
 def boundaries():
-    s = Boundaries()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), s.handler())
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    s.base = f"http://127.0.0.1:{server.server_address[1]}"
-    yield s
-    server.shutdown()
-    server.server_close()
+    with serving(Boundaries()) as s:
+        yield s
 
 
 def boundaries_config(base: str, **settings) -> SitesFile:
