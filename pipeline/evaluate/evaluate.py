@@ -31,6 +31,7 @@ from pipeline.evaluate.scoring import (
     SOURCES,
     TASK_KINDS,
     class_table,
+    confusion_pairs,
     group_entry,
     group_of,
     groups,
@@ -288,11 +289,7 @@ def confusion_csvs(rows: list[dict], groups: list[str]) -> dict[str, str]:
     """{file name: CSV of (actual, predicted)} for each classification group."""
     out = {}
     for group in groups:
-        lines = ["actual,predicted"] + [
-            f"{r['reference']},{normalize(r['prediction']) or '(empty)'}"
-            for r in rows
-            if r["group"] == group
-        ]
+        lines = ["actual,predicted"] + [f"{a},{p}" for a, p in confusion_pairs(rows, group)]
         out[f"{group}.csv"] = "\n".join(lines) + "\n"
     return out
 

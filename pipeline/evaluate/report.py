@@ -25,7 +25,7 @@ from pathlib import Path
 from pipeline.config import load_params
 from pipeline.evaluate.compare import slice_deltas, standings
 from pipeline.evaluate.evaluate import SLICE_DIMENSIONS
-from pipeline.evaluate.scoring import group_entry, group_of, groups, kinds_of, normalize
+from pipeline.evaluate.scoring import confusion_pairs, group_entry, groups, kinds_of
 from pipeline.io import UserError, atomic_write_text, read_json_object, read_jsonl
 from pipeline.paths import EVAL_METRICS, GATE_METRICS, LOSS_CURVE, PREDICTIONS
 
@@ -305,11 +305,7 @@ def mermaid_loss(base: str) -> str:
 
 def confusion(rows: list[dict], group: str) -> tuple[list[str], list[list[int]]]:
     """(labels, counts[actual][predicted]) of one classification group's predictions."""
-    pairs = [
-        (normalize(r["reference"]), normalize(r["prediction"]) or "(empty)")
-        for r in rows
-        if group_of(r) == group
-    ]
+    pairs = confusion_pairs(rows, group)
     labels = sorted({a for a, _ in pairs} | {p for _, p in pairs})
     grid = [[sum(1 for p in pairs if p == (a, b)) for b in labels] for a in labels]
     return labels, grid

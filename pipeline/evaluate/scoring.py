@@ -96,6 +96,16 @@ def label_set(answers: list[str], max_labels: int) -> list[str] | None:
     return sorted(counts)
 
 
+def confusion_pairs(rows: list[dict], group: str) -> list[tuple[str, str]]:
+    """(actual, predicted) of each prediction row of one classification group; an empty
+    answer is `(empty)`."""
+    return [
+        (normalize(r["reference"]), normalize(r["prediction"]) or "(empty)")
+        for r in rows
+        if group_of(r) == group
+    ]
+
+
 def normalize(text: str) -> str:
     """Compare answers ignoring surrounding whitespace and a trailing full stop."""
     return text.strip().rstrip("。.").strip()

@@ -58,7 +58,8 @@ def main() -> int:
         ("", "left"),
     ):
         table.add_column(col, justify=just)
-    for s in standings(metrics, rows, g.bootstrap_samples, g.confidence):
+    found = standings(metrics, rows, g.bootstrap_samples, g.confidence)
+    for s in found:
         table.add_row(
             s.group if s.primary else "",
             s.metric,
@@ -69,7 +70,7 @@ def main() -> int:
             style="bold" if s.primary else None,
         )
     console.print(table)
-    methods = sorted({s.method for s in standings(metrics, []) if s.method})
+    methods = sorted({s.method for s in found if s.method})
     if methods:
         console.print(f"baselines: {', '.join(methods)} (pipeline/evaluate/baseline.py)")
     for group in groups(metrics):
