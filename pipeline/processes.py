@@ -80,5 +80,9 @@ def wait_http(
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise UserError(f"{name} did not start:\n{procs.log_tail(name)}")
+            last = procs.log_tail(name, 3).replace("\n", " / ") or "no output"
+            raise UserError(
+                f"{name} did not start (its log ends: {last}); the whole log is"
+                f" {procs.out / (name + '.log')}"
+            )
         time.sleep(0.3)

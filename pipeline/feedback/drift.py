@@ -212,8 +212,8 @@ def main(args: argparse.Namespace) -> int:
             )
         except OSError as exc:
             raise UserError(
-                f"{args.pushgateway}: push failed ({exc}); the verdict is in {args.out} and "
-                f"{args.prom}, rerun once the Pushgateway is reachable"
+                f"Pushgateway at {args.pushgateway}: push failed ({exc}); the verdict is in"
+                f" {args.out} and {args.prom}: rerun once the Pushgateway is reachable"
             ) from None
     figures = (
         f"PSI {result['psi']:.3f} ({p.aggregate} of {len(result['components'])} components), "

@@ -250,7 +250,7 @@ def publish(bundle: str, branch: str | None, head: str | None) -> int:
     if commit is None:
         print("ci publish: the branch already holds these results")
         return 0
-    if not gitops.succeeds("push", "-q", "origin", f"{commit}:refs/heads/{branch}"):
+    if not gitops.push_ref("origin", f"{commit}:refs/heads/{branch}"):
         print(f"ci publish: {branch} moved past {head[:12]}: its own run commits its results")
         return 0
     print(f"ci publish: results committed to {branch} ({commit[:12]})")

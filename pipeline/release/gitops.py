@@ -10,6 +10,7 @@ on the new tip; nothing local is reset). The local branch follows by fast-forwar
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -35,9 +36,61 @@ def git(*args: str, check: bool = True, env: dict | None = None, data: bytes | N
         env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:
-        message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-        raise UserError(f"git {' '.join(args)} failed: {message}")
+        raise UserError(f"git {' '.join(args)} failed: {one_line(proc.stderr or proc.stdout)}")
     return proc.stdout.decode(errors="replace").strip()
+
+
+def one_line(output: bytes) -> str:
+    """Git's message on one line (its lines joined)."""
+    return " / ".join(
+        line.strip() for line in output.decode(errors="replace").splitlines() if line.strip()
+    )
+
+
+def remote_url(remote: str) -> str:
+    """The URL git uses for `remote` (insteadOf applied), any credentials in it removed."""
+    url = git("remote", "get-url", remote, check=False)
+    return re.sub(r"(?<=://)[^/@]*@", "", url) if url else "not configured"
+
+
+def remote_failure(remote: str, output: bytes) -> UserError:
+    return UserError(
+        f"git remote {remote} ({remote_url(remote)}) failed: {one_line(output)}; check the"
+        " network, the URL and the token's rights, then rerun"
+    )
+
+
+def require_remote(remote: str = "origin") -> None:
+    """Fail now, before anything is written, when `remote` does not answer."""
+    proc = subprocess.run(["git", "ls-remote", "--heads", remote], capture_output=True)
+    if proc.returncode != 0:
+        raise remote_failure(remote, proc.stderr)
+
+
+def fetch_branch(remote: str, branch: str) -> str:
+    """Fetch `remote`'s `branch` into refs/remotes; its tip."""
+    ref = f"refs/remotes/{remote}/{branch}"
+    proc = subprocess.run(
+        ["git", "fetch", "-q", remote, f"+refs/heads/{branch}:{ref}"], capture_output=True
+    )
+    if proc.returncode != 0:
+        raise remote_failure(remote, proc.stderr)
+    return git("rev-parse", ref)
+
+
+# git push's words for "another commit landed first": fetch, rebuild, push again
+REJECTED = re.compile(rb"\[rejected\]|non-fast-forward|fetch first|stale info|cannot lock ref")
+
+
+def push_ref(remote: str, refspec: str) -> bool:
+    """Push `refspec`; False when the remote rejected it because it moved meanwhile, an
+    error naming the remote for anything else (unreachable, no rights, protected)."""
+    proc = subprocess.run(["git", "push", "-q", remote, refspec], capture_output=True)
+    if proc.returncode == 0:
+        return True
+    if REJECTED.search(proc.stderr) and not re.search(rb"protected|denied|GH006", proc.stderr):
+        return False
+    raise remote_failure(remote, proc.stderr)
 
 
 def succeeds(*args: str) -> bool:
@@ -149,8 +202,7 @@ def land(
         note = follow(branch, commit) if commit else ""
         return Landed(commit, branch, False, note)
     for _ in range(attempts):
-        git("fetch", "-q", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
-        parent = git("rev-parse", f"refs/remotes/{remote}/{branch}")
+        parent = fetch_branch(remote, branch)
         local = resolve(f"refs/heads/{branch}")
         ahead = git("rev-list", "--count", f"{parent}..{local}") if local else "0"
         if ahead != "0":
@@ -161,10 +213,10 @@ def land(
         commit = build(parent)
         if commit is None:
             return Landed(None, branch, False, follow(branch, parent))
-        if succeeds("push", "-q", remote, f"{commit}:refs/heads/{branch}"):
+        if push_ref(remote, f"{commit}:refs/heads/{branch}"):
             git("update-ref", f"refs/remotes/{remote}/{branch}", commit)
             return Landed(commit, branch, True, follow(branch, commit))
     raise UserError(
-        f"could not push to {remote}/{branch} after {attempts} attempts (rejected each time):"
-        " check the token's rights and branch protection, then rerun"
+        f"could not push to {remote}/{branch} after {attempts} attempts: another commit landed"
+        " first each time; rerun"
     )

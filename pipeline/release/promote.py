@@ -52,8 +52,11 @@ from pipeline.release.record import (
 )
 from pipeline.release.registry import (
     client,
+    missing,
     mlflow_call,
+    mlflow_failure,
     model_version,
+    require_registry,
     stale_stages,
     version_tag,
 )
@@ -112,9 +115,17 @@ def publish_adapter(name: str, version: int, write: bool = True) -> tuple[str, s
     md5 = dvc_hashes().get(str(ADAPTER_DIR))
     remote = Repo(".").cloud.get_remote()
     try:
-        in_remote = bool(md5) and remote.odb.exists(md5)
+        # a listing raises when the store does not answer; `exists` (s3fs) says False
+        remote.fs.ls(remote.path, detail=False)
+    except FileNotFoundError:
+        pass  # reachable, and empty
     except Exception as exc:  # any filesystem's error: name the remote, say what to do
-        raise UserError(f"DVC remote {remote.name!r} ({remote.path}) unreachable: {exc}") from None
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise UserError(
+            f"DVC remote {remote.name!r} ({remote.fs.unstrip_protocol(remote.path)}) is"
+            f" unreachable: {reason}; check its URL, endpoint and credentials, then rerun"
+        ) from None
+    in_remote = bool(md5) and remote.odb.exists(md5)
     if not in_remote:
         raise UserError(
             f"{ADAPTER_DIR} ({md5 or 'not in dvc.lock'}) is not in the DVC remote"
@@ -227,13 +238,17 @@ def commit_message(name: str, version: int, env: str, record: dict, data: bytes,
     return f"promote: {name} v{version} to {env}\n\n{lines}\n"
 
 
-def require_clean(paths: list[str]) -> None:
-    """Refuse when inputs the promotion reads differ from HEAD (uncommitted or staged)."""
-    dirty = gitops.git("status", "--porcelain", "--untracked-files=no", "--", *paths)
+def require_clean_tree() -> None:
+    """Refuse staged or uncommitted changes to tracked files: a release names a commit, and
+    the working tree must be that commit (untracked files do not matter)."""
+    if gitops.git("diff", "--cached", "--name-only"):
+        raise UserError("changes are staged (`git status`): commit or unstage them, then rerun")
+    dirty = gitops.git("diff", "--name-only").splitlines()
     if dirty:
+        shown = ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
         raise UserError(
-            f"uncommitted changes to what a promotion reads ({', '.join(paths)}): commit them"
-            " first, so the release names a commit that holds them"
+            f"uncommitted changes ({shown}): commit or stash them first, so the release names"
+            " a commit that holds what you see"
         )
 
 
@@ -252,12 +267,11 @@ class Release:
 
 def staging_release(name: str, version: int | None) -> Release:
     """The version registered from this checkout, published and recorded for staging."""
-    require_clean(["dvc.lock", "params.yaml", "metrics"])
     adapter_md5 = dvc_hashes().get(str(ADAPTER_DIR))
     c = client()
     if version is None:
         matches = mlflow_call(
-            "search",
+            "find the version registered from this checkout",
             c.search_model_versions,
             f"name = '{name}' and tag.`dvc.md5.models/adapter` = '{adapter_md5}'",
         )
@@ -327,7 +341,7 @@ def production_release(name: str, tag: str | None, branch: str, push: bool) -> R
     if ref is None:
         raise UserError(f"--tag {tag}: no such tag or commit here (`git fetch --tags`)")
     if push:
-        gitops.git("fetch", "-q", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        gitops.fetch_branch("origin", branch)
     tip = gitops.resolve(f"refs/remotes/origin/{branch}" if push else f"refs/heads/{branch}")
     if tip is None or not gitops.is_ancestor(ref, tip):
         raise UserError(f"{tag or ref[:12]} is not on {branch}: tag a commit of {branch}")
@@ -345,6 +359,9 @@ def promote(
     check_env(env)
     name = load_params().mlflow.registered_model
     branch = target_branch(push)
+    require_clean_tree()
+    if push:  # nothing is published that could not be committed on origin
+        gitops.require_remote("origin")
     if env == PRODUCTION:
         if version is not None:
             raise UserError("production takes what staging ran: name a release with --tag")
@@ -462,10 +479,11 @@ def rollback(
         outcome.update(done=done, now=now)
         return head
 
+    name = load_params().mlflow.registered_model
+    require_registry()  # the alias moves with the revert: no revert the registry cannot follow
     landed = gitops.land(target_branch(push), build, push)
     if landed.commit is None:
         return outcome["noop"]
-    name = load_params().mlflow.registered_model
     sync_alias(name, env, outcome["now"])
     reverted = ", ".join(f"v{v}" for v in outcome["done"])
     note = f"\n{landed.local_note}" if landed.local_note else ""
@@ -480,7 +498,9 @@ def sync_alias(name: str, env: str, version: int | None) -> str:
     c = client()
     try:
         before = str(c.get_model_version_by_alias(name, env).version)
-    except MlflowException:
+    except MlflowException as exc:
+        if not missing(exc):
+            raise mlflow_failure(f"read the alias {env}", exc) from None
         before = None
     after = str(version) if version else None
     if before == after:

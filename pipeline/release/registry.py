@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,13 +39,51 @@ from pipeline.tracking import dvc_hashes, git_commit, tracking_uri
 TAGGED_OUTPUTS = (ADAPTER_DIR, PREPARED_DIR, BASE_DIR, PREDICTIONS)
 
 
+# The MLflow client retries a failed request 7 times with a backoff factor of 2 (minutes
+# against a server that is down); an operator waits at most about ten seconds here. Both
+# are MLflow's own settings: set them in the environment to choose others.
+BOUNDED_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
 def client():
-    """An MLflow client on the tracking server; an unreachable server is a UserError."""
+    """An MLflow client on the tracking server, with bounded retries (BOUNDED_RETRIES)."""
+    import os
+
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    for key, value in BOUNDED_RETRIES.items():
+        os.environ.setdefault(key, value)
     mlflow.set_tracking_uri(tracking_uri())
     return MlflowClient()
+
+
+# what urllib3 / requests say when nothing answers: the first names the reason
+REASON = re.compile(
+    r"Connection refused|Name or service not known|Temporary failure in name resolution"
+    r"|timed out|RemoteDisconnected"
+)
+NO_ANSWER = re.compile(rf"{REASON.pattern}|Failed to establish a new connection|Max retries")
+
+
+def mlflow_failure(what: str, exc: Exception) -> UserError:
+    """One line for a failed MLflow call: the server, what failed, why, what to do."""
+    text = " ".join(str(exc).split())
+    if NO_ANSWER.search(text):
+        reason = REASON.search(text)
+        why = reason.group(0) if reason else "no answer"
+        return UserError(
+            f"MLflow at {tracking_uri()} is unreachable ({why}) while trying to {what}: start"
+            " the tracking server, or point MLFLOW_TRACKING_URI at it, then rerun"
+        )
+    return UserError(
+        f"MLflow at {tracking_uri()}: {what} failed: {text[:300]}; check MLFLOW_TRACKING_URI"
+        " and MLFLOW_TRACKING_TOKEN"
+    )
 
 
 def mlflow_call(what: str, fn, *args, **kwargs):
@@ -54,11 +93,22 @@ def mlflow_call(what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"MLflow ({tracking_uri()}): {what} failed: {first[:300]}; check that the"
-            " tracking server is up and MLFLOW_TRACKING_URI / its token are right"
-        ) from None
+        raise mlflow_failure(what, exc) from None
+
+
+def require_registry() -> None:
+    """Fail now, before anything is written, when the tracking server does not answer."""
+    c = client()
+    mlflow_call("reach the model registry", c.search_registered_models, max_results=1)
+
+
+def missing(exc: Exception) -> bool:
+    """The tracking server answered that the thing asked for does not exist (an alias that
+    is not set is INVALID_PARAMETER_VALUE "... alias ... not found")."""
+    code = getattr(exc, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+    )
 
 
 def model_version(c, name: str, version: int):
@@ -67,7 +117,9 @@ def model_version(c, name: str, version: int):
     try:
         return c.get_model_version(name, str(version))
     except MlflowException as exc:
-        raise UserError(f"MLflow: {name} has no version {version} ({tracking_uri()})") from exc
+        if missing(exc):
+            raise UserError(f"MLflow: {name} has no version {version} ({tracking_uri()})") from None
+        raise mlflow_failure(f"read {name} v{version}", exc) from None
 
 
 def version_tag(name: str, version: int) -> str:
@@ -114,6 +166,7 @@ def check_gate() -> None:
         )
 
 
+
 def register(name: str, push: bool = False) -> Registered:
     """Register the current evaluation's model (gate passed, `dvc.lock` up to date)."""
     check_gate()
@@ -124,8 +177,12 @@ def register(name: str, push: bool = False) -> Registered:
             f"{DPO_METRICS}: no mlflow_run_id ({problem or 'missing'}); run `dvc repro`"
         )
     hashes = dvc_hashes()
+    if push:  # nothing is registered that could not be tagged on origin
+        gitops.require_remote("origin")
     c = client()
-    if not mlflow_call("search", c.search_registered_models, f"name = '{name}'"):
+    if not mlflow_call(
+        "look up the registered model", c.search_registered_models, f"name = '{name}'"
+    ):
         mlflow_call(
             "create the registered model",
             c.create_registered_model,
@@ -133,7 +190,9 @@ def register(name: str, push: bool = False) -> Registered:
             description="Fine-tuned adapters released by Flywheel",
         )
     existing = mlflow_call(
-        "search", c.search_model_versions, f"name = '{name}' and run_id = '{run_id}'"
+        "look up this run's version",
+        c.search_model_versions,
+        f"name = '{name}' and run_id = '{run_id}'",
     )
     if existing:
         number, created = int(existing[0].version), False
@@ -180,8 +239,8 @@ def tag_version(name: str, version: int, commit: str | None, run_id: str, push: 
         gitops.git("tag", "-a", tag, commit, "-m", message, env=gitops.identity())
     elif existing != commit:
         raise UserError(f"tag {tag} exists on {existing[:12]}, not {commit[:12]}: not moved")
-    if push:
-        gitops.git("push", "-q", "origin", f"refs/tags/{tag}")
+    if push and not gitops.push_ref("origin", f"refs/tags/{tag}"):
+        raise UserError(f"origin has a different tag {tag}: `git fetch --tags` and look")
     return tag
 
 

@@ -4,7 +4,9 @@ version -> its tag (`<model>@vN`) -> the commit it was registered from -> data h
 promotion commit that put it there, its release id (what an abort notification names) and,
 for production, the commit its shared manifests are pinned to. Git is the source of truth:
 where the MLflow alias of an environment disagrees, status moves the alias to what git says
-(when the tracking server answers) and says so.
+and says so. When the tracking server does not answer, git's view is still shown, and the
+command ends with that error (exit 2): the aliases.yml job fails visibly instead of leaving
+the aliases behind.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pipeline.config import load_params
 from pipeline.io import UserError
 from pipeline.release.gitops import git
+from pipeline.release.promote import sync_alias
 from pipeline.release.record import (
     environments,
     kustomization_path,
@@ -60,19 +63,10 @@ def short(value: str | None) -> str:
     return (value or "-")[:12]
 
 
-def reconcile(name: str, row: EnvStatus) -> str:
-    """Move the MLflow alias to git's version; what changed, or why it could not."""
-    from pipeline.release.promote import sync_alias
-
-    try:
-        return sync_alias(name, row.env, row.version)
-    except UserError as exc:
-        return f"MLflow alias {row.env} not checked: {exc}"
-
-
 def main(args: argparse.Namespace) -> int:
     envs = [args.env] if args.env else environments()
     name = load_params().mlflow.registered_model
+    problem: UserError | None = None
     for env in envs:
         row = env_status(env)
         pinned = f"\n  manifests pinned to {short(row.manifests_ref)}" if row.manifests_ref else ""
@@ -85,7 +79,13 @@ def main(args: argparse.Namespace) -> int:
             f"  promoted by {row.promoted_by or '-'}{pinned}\n"
             f"  metrics: {metrics}"
         )
-        note = reconcile(name, row) if args.reconcile else ""
-        if note:
-            print(f"  {note}")
+        if args.reconcile and problem is None:
+            try:
+                note = sync_alias(name, row.env, row.version)
+            except UserError as exc:  # git's view is shown; the aliases wait for MLflow
+                problem, note = exc, "MLflow alias not checked (see the error below)"
+            if note:
+                print(f"  {note}")
+    if problem is not None:
+        raise problem
     return 0

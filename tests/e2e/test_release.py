@@ -230,3 +230,30 @@ def test_a_pushed_release_the_cluster_cannot_serve_is_refused_and_commits_nothin
     assert s.git("rev-parse", "origin/main") == head
     local = s.sh("llmops", "promote", "staging")  # a local rehearsal: committed, with a note
     assert local.returncode == 0 and "for local rehearsal only" in local.stdout
+
+
+def test_promote_refuses_a_staged_or_dirty_tree_and_a_local_one_on_a_detached_head(story):
+    """A release names a commit: the working tree must be that commit. Nothing is committed,
+    staged or reset by a refusal, and the user's edits are still there."""
+    s = story
+    s.sh("dvc", "push", "-q")
+    s.sh("llmops", "register")
+    head = s.git("rev-parse", "HEAD")
+    (s.repo / "notes.txt").write_text("a staged note\n")
+    s.git("add", "notes.txt")
+    refused = s.sh("llmops", "promote", "staging", check=False)
+    assert refused.returncode == 2 and "changes are staged" in refused.stderr
+    assert s.git("diff", "--cached", "--name-only") == "notes.txt"  # still staged
+    s.git("reset", "-q", "notes.txt")
+    readme = s.repo / "README.md"
+    readme.write_text(readme.read_text() + "\nan edit in progress\n")
+    refused = s.sh("llmops", "promote", "staging", check=False)
+    assert refused.returncode == 2 and "uncommitted changes (README.md)" in refused.stderr
+    assert readme.read_text().endswith("an edit in progress\n")
+    s.git("checkout", "-q", "README.md")
+    s.git("checkout", "-q", "--detach")
+    refused = s.sh("llmops", "promote", "staging", check=False)
+    assert refused.returncode == 2 and "HEAD is detached" in refused.stderr
+    assert s.git("rev-parse", "HEAD") == head and s.git("rev-parse", "main") == head
+    s.git("checkout", "-q", "main")
+    assert "to staging" in s.sh("llmops", "promote", "staging").stdout  # untracked notes.txt
