@@ -36,6 +36,7 @@ TARGETS = [
     Path("manifests/training"),
     Path("argocd"),
     Path("manifests/feedback"),
+    Path("manifests/runners"),
 ]  # besides every overlay
 SHARED_CRDS = Path("../shared/reference/crds")
 CRD_CACHE = Path(".cache/crds")
@@ -206,7 +207,49 @@ def schema_errors(obj: dict, schemas: dict[tuple[str, str], dict]) -> list[str] 
 # --- policy --------------------------------------------------------------------------------
 
 
+RUNNER_CHART = "gha-runner-scale-set"  # actions-runner-controller's scale set
+
+
+def runner_template(obj: dict) -> dict | None:
+    """The runner pod template an Argo CD Application (or ApplicationSet) of ARC's scale-set
+    chart installs: its Helm values' `template`."""
+    if obj.get("kind") not in {"Application", "ApplicationSet"}:
+        return None
+    spec = obj.get("spec", {})
+    if obj["kind"] == "ApplicationSet":
+        spec = spec.get("template", {}).get("spec", {})
+    source = spec.get("source", {})
+    if source.get("chart") != RUNNER_CHART:
+        return None
+    return source.get("helm", {}).get("valuesObject", {}).get("template", {})
+
+
+def runner_errors(template: dict) -> list[str]:
+    """A CI runner pod: its schema (a core PodTemplate), and nothing that outlives the pod
+    (no node path, no claim) nor a Kubernetes token for the job's code."""
+    import kubernetes_validate
+
+    errors = []
+    try:
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "runner"},
+             "template": template}, KUBERNETES_VERSION, strict=True,
+        )  # fmt: skip
+    except kubernetes_validate.ValidationError as exc:
+        errors.append(f"runner template: {'.'.join(map(str, exc.absolute_path))}: {exc.message}")
+    spec = template.get("spec", {})
+    for volume in spec.get("volumes", []):
+        if set(volume) - {"name", "emptyDir", "secret", "configMap", "projected"}:
+            errors.append(f"runner volume {volume['name']}: only emptyDir, secrets and config")
+    if spec.get("automountServiceAccountToken") is not False:
+        errors.append("runner pod: automountServiceAccountToken must be false")
+    return errors
+
+
 def pod_spec(obj: dict) -> dict | None:
+    template = runner_template(obj)
+    if template is not None:
+        return template.get("spec")
     if obj.get("kind") == "PyTorchJob":
         specs = obj["spec"]["pytorchReplicaSpecs"]
         return next(iter(specs.values()))["template"]["spec"]
@@ -336,6 +379,9 @@ def check(path: Path, schemas: dict[tuple[str, str], dict]) -> Report:
             report.schema_checked += 1
             report.errors += [f"{path}: {name}: {e}" for e in errors]
         report.errors += [f"{path}: {name}: {e}" for e in policy_errors(obj)]
+        runner = runner_template(obj)
+        if runner is not None:
+            report.errors += [f"{path}: {name}: {e}" for e in runner_errors(runner)]
     report.errors += [f"{path}: {e}" for e in promql_errors(objs)]
     return report
 

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 ACTIONS = Path(os.environ.get("FLYWHEEL_ACTIONS", ROOT.parent / "shared" / "actions"))
 REPO_URL = "https://github.com/example/flywheel.git"
 MODEL = "flywheel-notices"
-PLATFORMS = ("self-hosted", "gpu", "pr", "trusted", "ubuntu-latest")
+PLATFORMS = ("flywheel-gpu-pr", "flywheel-gpu-trusted", "ubuntu-latest")
 JOB_END = re.compile(r"^\[(?P<wf>[^/\]]+)/(?P<job>[^\]]+?)\s*\]\s+🏁\s+Job (?P<result>\w+)")
 
 

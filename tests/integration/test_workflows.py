@@ -30,10 +30,11 @@ def test_actionlint_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_zizmor_is_clean():
-    """The auditor persona (pedantic and more); each remaining finding is justified in place
-    with a `# zizmor: ignore[...]` comment saying why."""
-    cmd = [str(BIN / "zizmor"), "--offline", "--no-progress", "--persona=auditor"]
+@pytest.mark.parametrize("persona", ["pedantic", "auditor"])
+def test_zizmor_is_clean(persona):
+    """Pedantic, and the auditor persona (pedantic and more); each remaining finding is
+    justified in place with a `# zizmor: ignore[...]` comment saying why."""
+    cmd = [str(BIN / "zizmor"), "--offline", "--no-progress", f"--persona={persona}"]
     proc = subprocess.run([*cmd, ".github/workflows"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -103,8 +104,8 @@ def test_gpu_runners_by_trust_and_never_for_forks():
     train = load("train")
     gpu = {n: j["runs-on"] for n, j in train["jobs"].items() if "gpu" in j["runs-on"]}
     assert gpu == {
-        "train-pr": ["self-hosted", "gpu", "pr"],  # ephemeral pool: PR code only
-        "train-main": ["self-hosted", "gpu", "trusted"],  # main's code only
+        "train-pr": "flywheel-gpu-pr",  # ephemeral pool: PR code only
+        "train-main": "flywheel-gpu-trusted",  # main's code only
     }
     assert "needs.plan.outputs.trusted == 'true'" in train["jobs"]["train-pr"]["if"]
     assert "github.event_name == 'push'" in train["jobs"]["train-main"]["if"]
@@ -164,3 +165,59 @@ def test_feedback_runs_on_its_schedules_and_every_step_is_a_cli_command():
         "llmops feedback propose",
     ]
     assert wf["concurrency"]["group"] == "feedback"
+
+
+HOSTED = "ubuntu-latest"  # a fresh virtual machine per job, discarded after it
+
+
+def jobs_of_every_workflow():
+    for name in WORKFLOWS:
+        for job_name, job in load(name)["jobs"].items():
+            yield f"{name}/{job_name}", job
+
+
+def test_pull_request_code_leaves_nothing_a_main_job_reads():
+    """Runner hygiene, checked where it can be: jobs that run a pull request's code run on
+    fresh machines (hosted, or the ephemeral PR scale set), which no job of main's code ever
+    uses; they save no cache; they write only the candidates remote, which main reads with
+    `verify = true` (every object re-hashed); the PR pool's pods keep nothing (emptyDir
+    workspace, no node path, no Kubernetes token)."""
+    from pipeline.deploy.manifests import render, runner_errors, runner_template
+
+    pr_runners, main_runners = set(), set()
+    for where, job in jobs_of_every_workflow():
+        runs_on = job["runs-on"]
+        text = yaml.safe_dump(job)
+        if runs_pr_code(job):
+            pr_runners.add(runs_on)
+            assert "actions/cache" not in text and "cache:" not in text, where
+            pushes = re.findall(r"dvc push[^\n]*", text)
+            assert all("--remote candidates" in p for p in pushes), (where, pushes)
+            assert "llmops ci push" not in text and "--push" not in text.replace("dvc push", "")
+        else:
+            main_runners.add(runs_on)
+    assert pr_runners == {HOSTED, "flywheel-gpu-pr"}
+    assert main_runners & pr_runners == {HOSTED}, "no job of main's code on the PR pool"
+    config = (ROOT / ".dvc/config").read_text()
+    candidates = config[config.index('remote "candidates"') :]
+    assert re.search(r"^\s*verify = true", candidates, re.M)
+
+    templates = {}
+    for obj in render(ROOT / "manifests/runners"):
+        template = runner_template(obj)
+        if template is not None:
+            name = obj["spec"]["template"]["spec"]["source"]["helm"]["valuesObject"]
+            templates[name["runnerScaleSetName"]] = template
+            assert runner_errors(template) == []
+            volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+            assert "emptyDir" in volumes["work"], "the workspace dies with the pod"
+    # the ApplicationSet makes one scale set per pool, each named as train.yml's runs-on
+    assert set(templates) == {"flywheel-gpu-{{.pool}}"}
+    pools = render(ROOT / "manifests/runners")
+    (appset,) = [o for o in pools if o["kind"] == "ApplicationSet"]
+    names = {
+        f"flywheel-gpu-{e['pool']}" for e in appset["spec"]["generators"][0]["list"]["elements"]
+    }
+    assert names == {"flywheel-gpu-pr", "flywheel-gpu-trusted"}
+    actionlint = yaml.safe_load((ROOT / ".github/actionlint.yaml").read_text())
+    assert set(actionlint["self-hosted-runner"]["labels"]) == names
