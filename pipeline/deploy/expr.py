@@ -697,6 +697,8 @@ class Runner:
         return self.elems[-1]
 
     def r_name(self, node: tuple) -> Any:
+        if node[1] not in self.env:  # a builtin named, not called: expr yields the function
+            raise Unsupported(f"the function {node[1]} used as a value")
         return self.env[node[1]]
 
     def r_array(self, node: tuple) -> list:

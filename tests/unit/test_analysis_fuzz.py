@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.deploy.analysis import CANNOT_PREDICT, Metric, measure, run_analysis
@@ -92,7 +92,11 @@ def answer(value):
     return query
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: CI sees the same 1,500 cases on every run; cases a random run once found
+# are pinned with @example
+@settings(max_examples=1500, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@example(success="last", failure="", result=[])  # a builtin named, not called
 @given(success=st.one_of(typed(), conditions(), junk),
        failure=st.one_of(typed(), conditions(), junk, st.none()), result=results)  # fmt: skip
 def test_no_exception_escapes_a_measurement(success, failure, result):
@@ -102,7 +106,7 @@ def test_no_exception_escapes_a_measurement(success, failure, result):
     assert "internal error" not in message, (success, failure, result, message)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(success=st.one_of(typed(), conditions()), answers=st.lists(results, min_size=1, max_size=6))
 def test_no_exception_escapes_a_run(success, answers):
     supply = iter(answers * 10)
