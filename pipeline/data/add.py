@@ -66,9 +66,21 @@ def _line_at(data: bytes | str, pos: int) -> int:
     return data.count(b"\n" if isinstance(data, bytes) else "\n", 0, pos) + 1
 
 
+# a dataset file is read whole; larger ones are split first (each part added on its own)
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
 def decode(path: Path) -> str:
     """The file as text: UTF-8 (a BOM is dropped, CRLF becomes LF); anything else is an error
     naming the line of the first bad byte."""
+    size = Path(path).stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(
+            path,
+            None,
+            f"{size:,} bytes, more than {MAX_FILE_BYTES:,}: split it (`split -l`)"
+            " and add the parts one by one",
+        )
     data = Path(path).read_bytes()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise DataError(path, 1, "encoding: UTF-16; re-save the file as UTF-8")

@@ -5,6 +5,7 @@ import argparse
 import codecs
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -116,6 +117,17 @@ def test_bad_input_is_rejected_naming_file_line_and_rule(tmp_path, case, data, f
     with pytest.raises(DataError) as err:
         convert(path, fmt, "mine", None, LIMITS)
     assert f"{path}:{line}: " in str(err.value) and rule in str(err.value), str(err.value)
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from pipeline.data import add
+
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(lines(*(alpaca(i) for i in range(40))))
+    monkeypatch.setattr(add, "MAX_FILE_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read despite its size"))
+    with pytest.raises(DataError, match=r"big.jsonl: [\d,]+ bytes, more than [\d,]+: split it"):
+        convert(path, None, "mine", None, LIMITS)
 
 
 def test_every_bad_record_is_reported_at_once(tmp_path):
