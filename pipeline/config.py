@@ -1,8 +1,10 @@
 """The one typed loader for params.yaml.
 
-Each stage has a section of the same name and a frozen `<Name>Params` dataclass. Unknown keys,
-missing keys and wrong types are errors that name `params.yaml:section.key`; nothing is
-guessed (PyYAML reads `2e-4` as a string, so that is an error telling you to write `2.0e-4`).
+Each stage has a section of the same name and a frozen `<Name>Params` dataclass. Unknown keys
+and wrong types are errors that name `params.yaml:section.key`; nothing is guessed (PyYAML
+reads `2e-4` as a string, so that is an error telling you to write `2.0e-4`). A key left out
+takes its field's default, which is always the shipped params.yaml's value: one value per key
+(tests/unit/test_config.py fails when the two differ).
 """
 
 from __future__ import annotations
@@ -96,14 +98,15 @@ class LoraParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    method: Literal["lora", "full"] = "lora"
+    # full for the built-in tiny base (make bench compares the two); lora for real models
+    method: Literal["lora", "full"] = "full"
     # passes over the training records: more data, as many passes (the step count follows
     # the number of rows, batch_size, grad_accum and the number of devices)
-    epochs: float = 3.0
+    epochs: float = 6.5
     max_steps: int = 0  # > 0: exactly this many steps instead of epochs (quick tries)
     batch_size: int = 16
     grad_accum: int = 1
-    learning_rate: float = 3.0e-3
+    learning_rate: float = 1.0e-3
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.05
     max_length: int = 384
@@ -134,19 +137,19 @@ class DpoParams:
     """Preference tuning on data/feedback/prefs.jsonl, LoRA on top of the SFT model."""
 
     enabled: bool = True
-    beta: float = 0.1
+    beta: float = 0.3
     loss_type: str = "sigmoid"
     # weight of an SFT (NLL) term on the chosen answers beside the preference loss; 0: none
     sft_weight: float = 1.0
-    max_steps: int = 60
+    max_steps: int = 200
     batch_size: int = 8
     grad_accum: int = 1
-    learning_rate: float = 5.0e-4
+    learning_rate: float = 1.0e-3
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.1
     max_length: int = 384
     seed: int = 0
-    lora: LoraParams = field(default_factory=LoraParams)
+    lora: LoraParams = field(default_factory=lambda: LoraParams(dropout=0.0))
 
 
 @dataclass(frozen=True)
@@ -163,19 +166,36 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class GateParams:
     # metric path in metrics/eval.json (`task.metric` or `latency.metric`) -> bound
-    min: dict[str, float] = field(default_factory=dict)
+    min: dict[str, float] = field(
+        default_factory=lambda: {
+            "classify.accuracy": 0.85,
+            "extract.exact_match": 0.25,
+            "title.rouge_l": 0.4,
+            "behaviour.invariance": 0.85,
+            "behaviour.must_pass_classify": 0.8,
+        }
+    )
     max: dict[str, float] = field(default_factory=dict)
     # metrics on which the fine-tuned model must beat the untuned base
-    beat_base: list[str] = field(default_factory=list)
+    beat_base: list[str] = field(
+        default_factory=lambda: [
+            "classify.accuracy",
+            "extract.exact_match",
+            "title.rouge_l",
+            "title.bleu",
+        ]
+    )
     # metrics (`task.metric`, `sources.<source>.metric`) on which the fine-tuned model must
     # beat the cheap baseline (metrics/eval.json:baseline) significantly: the paired-bootstrap
     # interval of (fine-tuned - baseline) lies entirely above zero
-    beat_baseline: list[str] = field(default_factory=list)
+    beat_baseline: list[str] = field(default_factory=lambda: ["extract.exact_match"])
     # metrics that must not regress against the champion (champion/predictions.jsonl): a
     # regression is confirmed when the paired-bootstrap interval of the delta lies entirely
     # below -tolerance
-    no_regression: list[str] = field(default_factory=list)
-    tolerance: float = 0.0
+    no_regression: list[str] = field(
+        default_factory=lambda: ["classify.accuracy", "extract.exact_match", "title.rouge_l"]
+    )
+    tolerance: float = 0.02
     bootstrap_samples: int = 1000
     confidence: float = 0.95
     require_validation: bool = True

@@ -3,8 +3,9 @@
 Run: dvc repro train   (or: llmops train)
 
 TRL's SFTTrainer on conversational prompt/completion records, so the loss covers the answer
-only, rendered with the base model's chat template. `train.method: lora` (default) trains a
-PEFT LoRA adapter; `full` fine-tunes every weight. The run is tracked in MLflow (params,
+only, rendered with the base model's chat template. `train.method: lora` trains a PEFT LoRA
+adapter (for real models); `full` (the shipped value, for the built-in tiny base) fine-tunes
+every weight. The run is tracked in MLflow (params,
 per-step loss, the adapter and tokenizer as artifacts, the git commit) and summarised in
 metrics/train.json and plots/train_loss.csv. The dpo stage takes models/sft on from here.
 `train.launcher: accelerate` runs it under `accelerate launch` (pipeline/train/launch.py).

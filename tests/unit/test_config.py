@@ -155,3 +155,23 @@ def test_params_refuse_duplicate_keys_and_aliases_naming_the_line(tmp_path, text
     with pytest.raises(ParamsError) as err:
         load_params(path)
     assert str(err.value).startswith(str(tmp_path)) and message in str(err.value)
+
+
+def test_every_default_is_the_shipped_params_yaml_value():
+    """One value per key: a key left out of params.yaml takes its field's default, which must
+    be what the shipped params.yaml says; and the shipped file names every key."""
+
+    def flat(tree, prefix=""):
+        out = {}
+        for key, value in tree.items():
+            if isinstance(value, dict) and key not in ("min", "max"):  # gate bounds are values
+                out |= flat(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    shipped = flat(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    defaults = flat(parse_params({}).as_dict())  # every key from its default
+    assert sorted(set(defaults) - set(shipped)) == [], "keys params.yaml does not name"
+    differ = {k: (defaults[k], v) for k, v in shipped.items() if defaults.get(k) != v}
+    assert differ == {}, "key: (default, params.yaml)"

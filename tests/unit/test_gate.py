@@ -7,13 +7,24 @@ import pytest
 from pipeline.config import GateParams
 from pipeline.evaluate.gate import decide, main
 
+NO_CHECKS = {"min": {}, "max": {}, "beat_base": [], "beat_baseline": [], "no_regression": []}
+
+
+def gate(**given) -> GateParams:
+    """Gate params with only the checks a test names (the shipped ones are params.yaml's)."""
+    return GateParams(**{**NO_CHECKS, "tolerance": 0.0, **given})
+
+
+# params.yaml text with only the checks a test names
+NO_OTHER_CHECKS = "  beat_base: []\n  beat_baseline: []\n  no_regression: []\n"
+
 EVAL = {
     "classify": {"accuracy": 0.9},
     "extract": {"exact_match": 0.4},
     "base": {"classify": {"accuracy": 0.1}, "extract": {"exact_match": 0.0}},
     "latency": {"p95_ms": 120.0},
 }
-PARAMS = GateParams(
+PARAMS = gate(
     min={"classify.accuracy": 0.85},
     max={"latency.p95_ms": 500.0},
     beat_base=["classify.accuracy", "extract.exact_match"],
@@ -42,7 +53,7 @@ def test_passes_when_every_check_passes():
 
 
 def test_a_threshold_above_the_model_fails_and_names_the_check():
-    p = GateParams(min={"classify.accuracy": 0.95})
+    p = gate(min={"classify.accuracy": 0.95})
     verdict = decide(p, EVAL, VALID)
     assert not verdict["passed"]
     assert not by_name(verdict)["classify.accuracy"]["passed"]
@@ -55,7 +66,7 @@ def test_not_beating_the_base_fails():
 
 
 def test_missing_metric_fails_closed_and_says_which():
-    p = GateParams(min={"title.rouge_l": 0.3})
+    p = gate(min={"title.rouge_l": 0.3})
     check = by_name(decide(p, EVAL, VALID))["title.rouge_l"]
     assert not check["passed"] and check["value"] is None
     assert "missing metric 'title.rouge_l'" in check["error"]
@@ -77,15 +88,17 @@ def test_nan_is_not_a_pass():
 def test_failed_or_missing_validation_fails():
     assert not by_name(decide(PARAMS, EVAL, {"passed": False}))["data validation passed"]["passed"]
     assert not decide(PARAMS, EVAL, None)["passed"]
-    assert decide(GateParams(min=PARAMS.min, require_validation=False), EVAL, None)["passed"]
+    assert decide(gate(min=PARAMS.min, require_validation=False), EVAL, None)["passed"]
 
 
 def test_a_gate_with_no_checks_fails():
-    assert not decide(GateParams(require_validation=False), EVAL, None)["passed"]
+    assert not decide(gate(require_validation=False), EVAL, None)["passed"]
 
 
 def test_main_writes_the_verdict_and_exits_1_on_failure(in_tmp):
-    (in_tmp / "params.yaml").write_text("gate:\n  min:\n    classify.accuracy: 0.99\n")
+    (in_tmp / "params.yaml").write_text(
+        "gate:\n  min:\n    classify.accuracy: 0.99\n" + NO_OTHER_CHECKS
+    )
     (in_tmp / "metrics").mkdir()
     (in_tmp / "metrics/eval.json").write_text(json.dumps(EVAL))
     (in_tmp / "metrics/validate.json").write_text('{"passed": true}')
@@ -96,7 +109,9 @@ def test_main_writes_the_verdict_and_exits_1_on_failure(in_tmp):
 
 
 def test_main_with_no_eval_file_fails_closed(in_tmp):
-    (in_tmp / "params.yaml").write_text("gate:\n  min:\n    classify.accuracy: 0.5\n")
+    (in_tmp / "params.yaml").write_text(
+        "gate:\n  min:\n    classify.accuracy: 0.5\n" + NO_OTHER_CHECKS
+    )
     assert main() == 1
     check = json.loads((in_tmp / "metrics/gate.json").read_text())["checks"][0]
     assert "metrics/eval.json unreadable: file not found" in check["error"]
@@ -114,9 +129,7 @@ def champion_rows(n=200, wrong_every=6):
     ]
 
 
-REGRESSION = GateParams(
-    no_regression=["classify.accuracy"], tolerance=0.02, require_validation=False
-)
+REGRESSION = gate(no_regression=["classify.accuracy"], tolerance=0.02, require_validation=False)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -155,7 +168,7 @@ def test_unreadable_champion_or_unknown_metric_fails():
         None,
     )
     assert not verdict["passed"] and "invalid" in verdict["checks"][0]["error"]
-    unknown = GateParams(no_regression=["classify.f1"], require_validation=False)
+    unknown = gate(no_regression=["classify.f1"], require_validation=False)
     check = decide(unknown, EVAL, None, None, champion_rows(), champion_rows())["checks"][0]
     assert not check["passed"] and "'f1' is no metric" in check["error"]
 
@@ -178,7 +191,7 @@ def helpdesk_rows(right: int, baseline_right: int, n: int = 60) -> list[dict]:
     ]
 
 
-BASELINE = GateParams(
+BASELINE = gate(
     beat_baseline=["sources.helpdesk.accuracy", "sources.helpdesk.macro_f1"],
     require_validation=False,
     bootstrap_samples=300,
