@@ -24,7 +24,7 @@ import random
 import re
 from pathlib import Path
 
-from pipeline.data.prepare import task_records
+from pipeline.data.records import task_records
 from pipeline.data.schema import CATEGORIES
 from pipeline.io import DataError, iter_jsonl
 

@@ -24,13 +24,13 @@ dataset's category and source kept for the evaluation slices.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 
 from pipeline.config import PrepareParams, load_params
 from pipeline.data.clean import normalize
 from pipeline.data.dedup import dedup
 from pipeline.data.pii import PLACEHOLDERS, scrub
+from pipeline.data.records import notice_text, split_of, task_records
 from pipeline.data.schema import INSTRUCT_TASK, load_raw
 from pipeline.io import run_stage, write_json, write_jsonl
 from pipeline.paths import (
@@ -42,64 +42,11 @@ from pipeline.paths import (
     TRAIN_FILE,
 )
 
-CATEGORY_LIST = "教务、科研、学生工作、招生就业、后勤、讲座活动"
-QUESTIONS = {
-    "deadline": "这则通知的截止日期是哪一天？只回答日期。",
-    "location": "这则通知涉及的地点在哪里？只回答地点。",
-}
-
-
-def split_of(notice_id: str, salt: str, eval_fraction: float) -> str:
-    """'eval' or 'train', decided by a hash of the id alone (stable as the data grows)."""
-    digest = hashlib.sha256(f"{salt}:{notice_id}".encode()).digest()
-    return "eval" if int.from_bytes(digest[:8], "big") / 2**64 < eval_fraction else "train"
-
-
-def _notice_text(n: dict) -> str:
-    return f"标题：{n['title']}\n正文：{n['body']}"
-
-
-def _record(n: dict, task: str, prompt: str, answer: str, field: str | None = None) -> dict:
-    return {
-        "id": f"{n['id']}:{task}" + (f":{field}" if field else ""),
-        "notice_id": n["id"],
-        "task": task,
-        "category": n["category"],
-        "source": n.get("source", "unknown"),
-        "prompt": [{"role": "user", "content": prompt}],
-        "completion": [{"role": "assistant", "content": answer}],
-    }
-
-
-def task_records(n: dict, tasks: list[str]) -> list[dict]:
-    """The instruction records one notice yields."""
-    out = []
-    if "classify" in tasks:
-        prompt = f"请判断这则校园通知的类别，只回答类别名称（{CATEGORY_LIST}）。\n{_notice_text(n)}"
-        out.append(_record(n, "classify", prompt, n["category"]))
-    if "extract" in tasks:
-        for fact, question in QUESTIONS.items():
-            if n.get(fact):
-                out.append(
-                    _record(
-                        n,
-                        "extract",
-                        f"阅读通知，回答问题：{question}\n{_notice_text(n)}",
-                        n[fact],
-                        field=fact,
-                    )
-                )
-    if "title" in tasks:
-        out.append(
-            _record(n, "title", f"为下面这则通知拟一个标题。\n正文：{n['body']}", n["title"])
-        )
-    return out
-
 
 def pretrain_texts(n: dict) -> list[dict]:
     """Text for continued pre-training: the notice itself, and two questions that are not
     evaluation tasks (who issued it, when) so the base model learns the chat format."""
-    header = f"发布部门：{n['department']}\n发布日期：{n['publish_date']}\n{_notice_text(n)}"
+    header = f"发布部门：{n['department']}\n发布日期：{n['publish_date']}\n{notice_text(n)}"
     ask = [
         ("这则通知是哪个部门发布的？", n["department"]),
         ("这则通知的发布日期是哪天？", n["publish_date"]),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import EvaluateParams, load_params
-from pipeline.data.prepare import task_records
+from pipeline.data.records import task_records
 from pipeline.data.schema import load_notices
 from pipeline.evaluate.baseline import baseline_predictions
 from pipeline.evaluate.behaviour import invariance_cases

@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.config import DpoParams, Params, PrepareParams, TrainParams, load_params
 from pipeline.data.prefs import load_feedback
-from pipeline.data.prepare import split_of
+from pipeline.data.records import split_of
 from pipeline.io import read_json_object, run_stage, write_json
 from pipeline.modeling import answer_nll, is_adapter, load_model, load_tokenizer
 from pipeline.paths import (

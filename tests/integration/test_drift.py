@@ -20,7 +20,8 @@ import pytest
 from pipeline.cli import main as cli
 from pipeline.config import DriftParams, IndexParams, PrepareParams
 from pipeline.data.index import build_index, embed, last_user_text
-from pipeline.data.prepare import prepare, task_records
+from pipeline.data.prepare import prepare
+from pipeline.data.records import task_records
 from pipeline.data.sample import generate
 from pipeline.feedback.drift import DRIFT, INSUFFICIENT, OK, compare, reference_embeddings
 from pipeline.feedback.logs import RequestLog

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline.config import TASKS, TrainParams
-from pipeline.data.prepare import task_records
+from pipeline.data.records import task_records
 from pipeline.data.sample import generate
 from pipeline.io import UserError
 from pipeline.train.launch import EXTRA_ARGS, accelerate_command

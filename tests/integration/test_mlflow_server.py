@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.data.prepare import task_records
+from pipeline.data.records import task_records
 from pipeline.data.sample import generate
 
 from ..conftest import BIN, running_mlflow_server

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.data.prepare import task_records
+from pipeline.data.records import task_records
 from pipeline.data.sample import generate
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.config import TASKS, DpoParams, LoraParams, TrainParams
 from pipeline.data.prefs import sample_pairs
-from pipeline.data.prepare import task_records
+from pipeline.data.records import task_records
 from pipeline.data.sample import generate
 from pipeline.modeling import is_adapter, load_model, load_tokenizer
 from pipeline.train.dpo import dpo, main, pair_logps

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from pipeline.config import LoraParams, TrainParams
-from pipeline.data.prepare import task_records
+from pipeline.data.records import task_records
 from pipeline.data.sample import generate
 from pipeline.io import UserError
 from pipeline.modeling import generate as generate_text

@@ -1,4 +1,4 @@
-from pipeline.data.prepare import task_records
+from pipeline.data.records import task_records
 from pipeline.data.sample import generate
 from pipeline.evaluate.behaviour import PERTURBATIONS, invariance_cases, perturb
 

@@ -1,5 +1,6 @@
 from pipeline.config import PrepareParams
-from pipeline.data.prepare import prepare, pretrain_texts, split_of, task_records
+from pipeline.data.prepare import prepare, pretrain_texts
+from pipeline.data.records import split_of, task_records
 from pipeline.data.sample import generate
 
 

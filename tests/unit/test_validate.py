@@ -50,7 +50,7 @@ def test_load_notices_stops_at_the_first_bad_line(tmp_path):
 # One crafted dataset breaks every expectation once, on known lines; the suite runs on it once.
 
 from pipeline.config import PrepareParams, ValidateParams  # noqa: E402
-from pipeline.data.prepare import task_records  # noqa: E402
+from pipeline.data.records import task_records  # noqa: E402
 from pipeline.data.validate import describe_failure, main, validate  # noqa: E402
 
 BAD_NOTICES = {  # line in a.jsonl -> change that breaks one rule
