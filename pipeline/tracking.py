@@ -71,3 +71,22 @@ def dvc_hashes(lock: Path = Path("dvc.lock")) -> dict[str, str]:
         for out in stage.get("outs", [])
         if "md5" in out
     }
+
+
+def dvc_md5(path: Path) -> str | None:
+    """The hash `dvc commit` records for `path` (a directory's ends in `.dir`), .dvcignore
+    applied; None when the path does not exist."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+    from dvc_objects.fs.memory import MemoryFileSystem
+
+    if not path.exists():
+        return None
+    with Repo(".") as repo:
+        scratch = HashFileDB(MemoryFileSystem(global_store=False), "/odb")
+        *_, obj = build(
+            scratch, str(path), LocalFileSystem(), "md5", ignore=repo.dvcignore, dry_run=True
+        )
+    return obj.hash_info.value

@@ -8,7 +8,8 @@ regression against the champion (champion/predictions.jsonl), both judged by a p
 bootstrap interval on the same examples; and passed data validation. Fails closed: a metric
 that is missing or unreadable is a failed check that names it. Exits 1 on failure, so
 `dvc repro` and CI fail too; metrics/gate.json is written either way and lists every check
-with its value, bound, operator, interval and verdict.
+with its value, bound, operator, interval and verdict, and the DVC hash of the adapter it
+judged (`llmops register` refuses any other).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from typing import Any
 from pipeline.config import GateParams, load_params
 from pipeline.io import DataError, read_json_object, read_jsonl, run_stage, write_json
 from pipeline.paths import (
+    ADAPTER_DIR,
     CHAMPION_PREDICTIONS,
     EVAL_METRICS,
     GATE_METRICS,
     PREDICTIONS,
     VALIDATE_METRICS,
 )
+from pipeline.tracking import dvc_md5
 
 OPS = {
     ">=": lambda v, b: v >= b,
@@ -261,6 +264,8 @@ def main() -> int:
         if v
     }
     verdict = decide(params.gate, metrics, validation, unreadable, predictions, champion)
+    # what was judged: `llmops register` releases only the adapter dvc.lock names, if it is this
+    verdict["adapter"] = {"path": ADAPTER_DIR.as_posix(), "md5": dvc_md5(ADAPTER_DIR)}
     write_json(GATE_METRICS, verdict)
     failed = [c for c in verdict["checks"] if not c["passed"]]
     for c in failed:

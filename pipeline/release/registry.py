@@ -152,6 +152,7 @@ class Registered:
 
 
 def check_gate() -> None:
+    """The gate passed, for the adapter dvc.lock names, and every stage up to it is current."""
     gate, problem = read_json_object(GATE_METRICS)
     if gate is None:
         raise UserError(f"{problem}; run `dvc repro` first")
@@ -164,7 +165,13 @@ def check_gate() -> None:
             f"dvc.lock does not describe this workspace ({', '.join(stale)} changed): the gate"
             " verdict is not this model's; run `dvc repro` (or `dvc pull`) first"
         )
-
+    judged = (gate.get("adapter") or {}).get("md5")
+    locked = dvc_hashes().get(str(ADAPTER_DIR))
+    if not judged or judged != locked:
+        raise UserError(
+            f"{GATE_METRICS} judged adapter {judged or '(none recorded)'}, dvc.lock names"
+            f" {locked}: the verdict is not this model's; run `dvc repro` first"
+        )
 
 
 def register(name: str, push: bool = False) -> Registered:

@@ -168,6 +168,23 @@ def test_register_refuses_a_failed_gate(story):
     assert refused.returncode == 2 and "a failed model is not registered" in refused.stderr
 
 
+def test_register_refuses_a_verdict_on_another_adapter(story):
+    """The gate records the DVC hash of the adapter it judged; a verdict on any other (here
+    forced into dvc.lock with `dvc commit`, so `dvc status` is clean) is not registered."""
+    s = story
+    gate = s.repo / "metrics/gate.json"
+    data = json.loads(gate.read_text())
+    locked = yaml.safe_load((s.repo / "dvc.lock").read_text())["stages"]["dpo"]["outs"]
+    assert data["adapter"]["md5"] == {o["path"]: o["md5"] for o in locked}["models/adapter"]
+    data["adapter"]["md5"] = "0" * 32 + ".dir"
+    gate.write_text(json.dumps(data))
+    s.sh("dvc", "commit", "-f", "-q", "gate")
+    assert "gate" not in json.loads(s.sh("dvc", "status", "--json").stdout)
+    refused = s.sh("llmops", "register", check=False)
+    assert refused.returncode == 2
+    assert "judged adapter 00000000000000000000000000000000.dir" in refused.stderr
+
+
 def test_two_promotions_racing_for_one_environment_end_serialized(story, tmp_path):
     s = story
     s.sh("dvc", "push", "-q")
