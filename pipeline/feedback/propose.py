@@ -7,7 +7,7 @@ Does nothing when the prefs file is unchanged. Otherwise: one commit on the bran
 `feedback/prefs-<date>` (recreated if it exists), pushed to `origin`, and a pull request
 against `--base` opened with the GitHub CLI (`gh`, authenticated by GH_TOKEN) unless that
 branch already has one. A pull request opened with the workflow's own GITHUB_TOKEN starts no
-other workflow, so give GH_TOKEN a token of a user or app (see README: Feedback).
+other workflow, so give GH_TOKEN a token of a user or app (see docs/feedback.md).
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ def test_llmops_crawl_reads_a_sites_file(site, tmp_path):
 
 def test_ingest_stage_is_off_until_unfrozen_then_crawls_incrementally(site, tmp_path):
     """In a scratch copy: `dvc repro` leaves the network alone and `dvc status` quiet; with
-    `frozen: true` replaced by `always_changed: true` (as the README says) it crawls, and a
+    `frozen: true` replaced by `always_changed: true` (as docs/crawling.md says) it crawls, and a
     second repro with an unchanged site does not rerun prepare."""
     from pipeline.scratch import copy_repo
 

@@ -1,6 +1,6 @@
 """No request can exhaust the host: `llmops serve` under the abuse a public endpoint sees
 (loopback only, bounded loops) stays up, answers each with the right status, counts each
-request once, and its memory stays under the bound the README states."""
+request once, and its memory stays under the bound docs/serving.md states."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pipeline.serve.load import PeakRss, abuse
 from .conftest import ADAPTER_NAME, start_serve
 
 pytestmark = pytest.mark.integration
-RSS_BOUND_MB = 1024  # README: "Serving" states it; `make bench` records serve_rss_peak_mb
+RSS_BOUND_MB = 1024  # docs/serving.md states it; `make bench` records serve_rss_peak_mb
 
 
 def finished(url: str) -> dict[str, float]:
