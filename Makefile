@@ -60,9 +60,10 @@ test-unit: setup  ## fast tests only
 manifests: setup tools  ## render every kustomization; validate schemas, policy and PromQL
 	llmops manifests check
 
-lint: setup
+lint: setup  ## ruff (lint and format) and mypy, all clean
 	ruff check .
 	ruff format --check .
+	mypy
 
 format: setup
 	ruff check --fix .

@@ -54,8 +54,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from pipeline.io import read_json, write_json
+from pipeline.io import read_json_dict, write_json
 from pipeline.paths import TRAIN_METRICS
 from pipeline.scratch import copy_repo
 
@@ -95,13 +96,13 @@ def bench_install(root: Path, work: Path) -> float:
     return seconds
 
 
-def bench_repro(root: Path, work: Path) -> dict[str, float]:
+def bench_repro(root: Path, work: Path) -> dict[str, Any]:
     repo = copy_repo(root, work / "repo", from_nothing=True)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cold = timed(["dvc", "repro"], repo, env)
     noop = timed(["dvc", "repro"], repo, env)
-    train = read_json(repo / TRAIN_METRICS)
+    train = read_json_dict(repo / TRAIN_METRICS)
     return {
         "repro_cold_s": cold,
         "repro_noop_s": noop,
@@ -109,7 +110,7 @@ def bench_repro(root: Path, work: Path) -> dict[str, float]:
     }
 
 
-def bench_baseline(repo: Path, repro_cold_s: float) -> dict[str, float]:
+def bench_baseline(repo: Path, repro_cold_s: float) -> dict[str, Any]:
     from pipeline.config import load_params
     from pipeline.evaluate.baseline import baseline_predictions
     from pipeline.evaluate.evaluate import answer_kinds
@@ -127,7 +128,7 @@ def bench_baseline(repo: Path, repro_cold_s: float) -> dict[str, float]:
     }
 
 
-def bench_eval(repo: Path) -> dict[str, float]:
+def bench_eval(repo: Path) -> dict[str, Any]:
     from pipeline.config import load_params
     from pipeline.io import read_jsonl
     from pipeline.modeling import generate, load_model, load_tokenizer
@@ -172,7 +173,7 @@ def prompt_seconds(
     return seconds
 
 
-def bench_packing(repo: Path, steps: int = 12) -> dict[str, float]:
+def bench_packing(repo: Path, steps: int = 12) -> dict[str, Any]:
     rate = {packing: train_rate(repo, max_steps=steps, packing=packing)["tokens_per_s"]
             for packing in (False, True)}  # fmt: skip
     return {
@@ -254,7 +255,7 @@ def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
     return out
 
 
-def bench_canary(repo: Path) -> dict[str, float]:
+def bench_canary(repo: Path) -> dict[str, Any]:
     """First bad measurement -> abort, for a canary answering 10% of requests with 5xx (the
     production overlay, `llmops rehearse` compressed 30x), and the whole rehearsal's time."""
     out = (repo / "reports" / "bench-rehearsal").resolve()  # the rehearsal runs in repo
@@ -264,7 +265,7 @@ def bench_canary(repo: Path) -> dict[str, float]:
          "--out", str(out)],
         cwd=repo, capture_output=True, text=True,
     )  # fmt: skip
-    report = read_json(out / "report.json") if (out / "report.json").exists() else {}
+    report = read_json_dict(out / "report.json") if (out / "report.json").exists() else {}
     if report.get("result") != "Aborted" or report.get("canary_abort_s") is None:
         raise RuntimeError(f"rehearsal did not abort:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return {
@@ -276,7 +277,7 @@ def bench_canary(repo: Path) -> dict[str, float]:
     }
 
 
-def bench_day(repo: Path) -> dict[str, float]:
+def bench_day(repo: Path) -> dict[str, Any]:
     """The release-loop day test, on the trained copy `repo`; its figures."""
     figures = (WORK / "day.json").resolve()
     env = {**os.environ, "FLYWHEEL_WORKSPACE": str(repo.resolve()),
@@ -288,7 +289,7 @@ def bench_day(repo: Path) -> dict[str, float]:
     )  # fmt: skip
     if proc.returncode != 0 or not figures.exists():
         raise RuntimeError(f"the day test failed:\n{proc.stdout[-3000:]}")
-    day = read_json(figures)
+    day = read_json_dict(figures)
     return {"ci_day_s": day["ci_day_s"], "trainings_per_change": day["trainings_per_change"]}
 
 
@@ -318,7 +319,7 @@ def generate_rate(base: Path, adapter: Path, prompts: list[str], batch: int,
     return tokens / (time.perf_counter() - start)
 
 
-def bench_serve(models: Path, n: int = 16, max_tokens: int = 32) -> dict[str, float]:
+def bench_serve(models: Path, n: int = 16, max_tokens: int = 32) -> dict[str, Any]:
     """`llmops serve` against plain generate() on the same model, then its memory under abuse."""
     from pipeline.data.sample import generate
     from pipeline.processes import Processes, free_port, wait_http
@@ -356,7 +357,7 @@ def bench_serve(models: Path, n: int = 16, max_tokens: int = 32) -> dict[str, fl
     return figures
 
 
-def bench_dedup(n: int = 20_000) -> dict[str, float]:
+def bench_dedup(n: int = 20_000) -> dict[str, Any]:
     """Notices per second through `dedup`; imports and generating the notices not timed."""
     import datasketch  # noqa: F401  (its import, ~1 s, is not dedup time)
 
@@ -378,7 +379,7 @@ def bench_dedup(n: int = 20_000) -> dict[str, float]:
     }
 
 
-def bench_index(n: int = 1000) -> dict[str, float]:
+def bench_index(n: int = 1000) -> dict[str, Any]:
     import tempfile
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -431,7 +432,7 @@ def main(args: argparse.Namespace | None = None) -> int:
     if WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir(parents=True)
-    results = read_json(RESULTS) if RESULTS.exists() else {}
+    results: dict[str, Any] = read_json_dict(RESULTS) if RESULTS.exists() else {}
     if "repro" not in skip:
         print("bench: dvc repro from nothing, then again with nothing changed ...", flush=True)
         results.update(bench_repro(root, WORK))

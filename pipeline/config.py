@@ -297,7 +297,7 @@ def _type_name(tp: object) -> str:
 def _coerce(value: object, tp: object, key: str) -> object:
     """Return `value` checked against the annotation `tp`, or raise ParamsError naming `key`."""
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ParamsError(f"params.yaml:{key}: expected a mapping, got {value!r}")
         return _build(tp, value, key)

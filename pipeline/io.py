@@ -100,6 +100,14 @@ def read_json(path: Path) -> object:
         raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
 
 
+def read_json_dict(path: Path) -> dict:
+    """The JSON object in `path`; a DataError when it is missing, invalid or not an object."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(path, None, "not a JSON object")
+    return data
+
+
 def read_json_object(path: Path) -> tuple[dict | None, str | None]:
     """(the JSON object in `path`, None) or (None, why it could not be read): for files whose
     absence is a state to report, not a crash (metrics read by the gate, summary, report)."""

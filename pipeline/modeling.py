@@ -49,6 +49,7 @@ def load_model(base_dir: Path, finetuned_dir: Path | None = None):
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if device() == "cuda" else torch.float32
+    model: Any
     if finetuned_dir is not None and not is_adapter(finetuned_dir):
         model = AutoModelForCausalLM.from_pretrained(str(finetuned_dir), dtype=dtype)
     else:

@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from pipeline.io import UserError
 
@@ -35,7 +36,8 @@ class Processes:
     """Every process the rehearsal starts, each in its own process group, stopped on exit."""
 
     def __init__(self, out: Path):
-        self.out, self.procs = out, []
+        self.out = out
+        self.procs: list[tuple[str, subprocess.Popen, Any]] = []
 
     def start(self, name: str, cmd: list[str], env: dict | None = None,
               cwd: Path | None = None) -> subprocess.Popen:  # fmt: skip

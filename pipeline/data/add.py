@@ -63,7 +63,9 @@ class Limits:
 
 # --- reading: JSON array or JSON Lines, whatever the extension -------------------------------
 def _line_at(data: bytes | str, pos: int) -> int:
-    return data.count(b"\n" if isinstance(data, bytes) else "\n", 0, pos) + 1
+    if isinstance(data, bytes):
+        return data.count(b"\n", 0, pos) + 1
+    return data.count("\n", 0, pos) + 1
 
 
 # a dataset file is read whole; larger ones are split first (each part added on its own)
@@ -102,14 +104,18 @@ def decode(path: Path) -> str:
 
 def _array_items(path: Path, text: str) -> list[tuple[int, object]]:
     """(line, item) for each item of the top-level array (the text already parsed once)."""
-    decoder, items = json.JSONDecoder(), []
-    space = re.compile(r"\s*")
-    pos = space.match(text, text.index("[") + 1).end()
+    decoder = json.JSONDecoder()
+    items: list[tuple[int, object]] = []
+
+    def skip_space(pos: int) -> int:
+        return len(text) - len(text[pos:].lstrip())
+
+    pos = skip_space(text.index("[") + 1)
     while text[pos] != "]":
         item, end = decoder.raw_decode(text, pos)
         items.append((_line_at(text, pos), item))
-        pos = space.match(text, end).end()
-        pos = space.match(text, pos + 1).end() if text[pos] == "," else pos
+        pos = skip_space(end)
+        pos = skip_space(pos + 1) if text[pos] == "," else pos
     return items
 
 
@@ -363,7 +369,8 @@ def convert(
                 )
             )
             continue
-        ids[rid] = f"{path}:{line}"
+        if isinstance(rid, str):
+            ids[rid] = f"{path}:{line}"
         if is_instruction(row):
             prompts[_key(row)] = f"{path}:{line} (id {rid!r})"
         rows.append(row)

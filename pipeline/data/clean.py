@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 # Chinese punctuation NFKC would turn half-width; parked in the private-use area meanwhile.
 _KEEP = "，：；！？（）"
@@ -41,7 +42,7 @@ def normalize(text: str) -> str:
     return _BLANK_LINES.sub("\n", "\n".join(line for line in lines if line))
 
 
-def html_to_text(html: object) -> str:
+def html_to_text(html: Any) -> str:
     """Visible text of an HTML string or BeautifulSoup element, one line per block element
     (inline tags such as <span> and <a> do not break a sentence)."""
     from bs4 import BeautifulSoup

@@ -54,7 +54,7 @@ from pipeline.io import (
     UserError,
     atomic_write_text,
     dumps,
-    read_json,
+    read_json_dict,
     read_jsonl,
     write_jsonl,
 )
@@ -281,14 +281,14 @@ class Fetcher:
             try:
                 page = self.get(f"{parts.scheme}://{parts.netloc}/robots.txt")
                 if page.status in (401, 403):
-                    rp.disallow_all = True
+                    switch(rp, allow=False)
                 elif page.status >= 400:
-                    rp.allow_all = True
+                    switch(rp, allow=True)
                 else:
                     rp.parse(decode(page.content, page.headers.get("Content-Type")).splitlines())
                     asked = float(rp.crawl_delay(self.s.user_agent) or 0)
                     if asked > self.s.max_crawl_delay_s:
-                        rp.disallow_all = True
+                        switch(rp, allow=False)
                         self.log(
                             f"crawl: robots.txt of {parts.netloc} asks for a Crawl-delay of "
                             f"{asked:g} s, more than settings.max_crawl_delay_s "
@@ -296,7 +296,7 @@ class Fetcher:
                             file=sys.stderr,
                         )
             except FetchError as exc:
-                rp.disallow_all = True  # unreachable: assume complete disallow (RFC 9309)
+                switch(rp, allow=False)  # unreachable: assume complete disallow (RFC 9309)
                 self.log(f"crawl: robots.txt of {parts.netloc} unreachable ({exc}): "
                          "not crawling that host", file=sys.stderr)  # fmt: skip
             self.robots[parts.netloc] = rp
@@ -425,8 +425,14 @@ def _sigterm_exits():
         signal.signal(signal.SIGTERM, previous)
 
 
+def switch(rp: urllib.robotparser.RobotFileParser, allow: bool) -> None:
+    """RobotFileParser's all-or-nothing rules, as its own read() sets them on 401/403 (none
+    allowed) and other 4xx (all allowed); typeshed does not declare the two attributes."""
+    vars(rp)["allow_all" if allow else "disallow_all"] = True
+
+
 def _load_state(path: Path) -> dict:
-    return read_json(path) if path.exists() else {"pages": {}}
+    return read_json_dict(path) if path.exists() else {"pages": {}}
 
 
 def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=print) -> Summary:
@@ -530,14 +536,15 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
                 return fail(url, f"HTTP {page.status}")
             html = decode(page.content, page.headers.get("Content-Type"))
             soup = BeautifulSoup(html, "html.parser")
-            links = [urldefrag(urljoin(page.url, a["href"])).url
+            links = [urldefrag(urljoin(page.url, str(a["href"]))).url
                      for a in soup.select(site.selectors.links) if a.get("href")]  # fmt: skip
             summary.list_pages += 1
             log(f"crawl: {site.name} list page {pages}: {len(links)} links ({url})")
             for link in links:
                 detail(site, link)
             nxt = soup.select_one(site.selectors.next) if site.selectors.next else None
-            url = urljoin(page.url, nxt["href"]) if nxt is not None and nxt.get("href") else None
+            href = nxt.get("href") if nxt is not None else None
+            url = urljoin(page.url, str(href)) if href else None
 
     try:  # whatever happens (an error, SIGTERM), keep what was crawled so far
         with _sigterm_exits():

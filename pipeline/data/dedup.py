@@ -42,7 +42,7 @@ def shingle_sets(texts: list[str], size: int) -> list[set[int]]:
     full = [t for t in texts if len(t) >= size]
     cp = np.frombuffer("".join(full).encode("utf-32-le", errors="surrogatepass"), np.uint32)
     windows = max(len(cp) - size + 1, 0)
-    h = np.zeros(windows, dtype=np.uint32)
+    h: np.ndarray = np.zeros(windows, dtype=np.uint32)
     for j in range(size if windows else 0):
         h = h * np.uint32(1_000_003) + cp[j : j + windows]  # wraps mod 2**32, as intended
     h ^= h >> np.uint32(15)  # mix the high bits down: the permutations are affine

@@ -129,6 +129,11 @@ def _digest(text: str, meta: dict[str, Any]) -> str:
     return hashlib.sha256(repr((text, sorted(meta.items()))).encode()).hexdigest()
 
 
+def advance(bar: Any, task: Any, n: int) -> None:
+    """Move a rich progress task on by `n` (sync's progress callback)."""
+    bar.advance(task, n)
+
+
 def sync(
     collection: Collection,
     docs: Documents,
@@ -141,7 +146,7 @@ def sync(
     existing = collection.get(include=["metadatas"])
     have = {
         i: (m or {}).get("sha256")
-        for i, m in zip(existing["ids"], existing["metadatas"], strict=True)
+        for i, m in zip(existing["ids"], existing["metadatas"] or [], strict=True)
     }
     digests = {i: _digest(text, meta) for i, (text, meta) in docs.items()}
     todo = [i for i in docs if have.get(i) != digests[i]]
@@ -195,7 +200,7 @@ def build_index(
                 docs,
                 lambda texts: embed(encoder, texts, p.batch_size),
                 p.batch_size,
-                lambda n, task=task: bar.advance(task, n),
+                functools.partial(advance, bar, task),
             )
     seconds = time.perf_counter() - t0
     embedded = sum(c["added"] + c["updated"] for c in counts.values())
@@ -223,11 +228,10 @@ def search(
         n_results=min(k, collection.count()),
         include=["metadatas", "distances"],
     )
+    distances, metadatas = found["distances"] or [[]], found["metadatas"] or [[]]
     return [
         {"id": i, "similarity": round(1.0 - d, 4), **m}
-        for i, d, m in zip(
-            found["ids"][0], found["distances"][0], found["metadatas"][0], strict=True
-        )
+        for i, d, m in zip(found["ids"][0], distances[0], metadatas[0], strict=True)
     ]
 
 

@@ -83,7 +83,8 @@ def load_pairs(path: Path) -> list[dict]:
     if not Path(path).exists():
         return []
     errors: list[DataError] = []
-    pairs, seen = [], {}
+    pairs: list[dict] = []
+    seen: dict[str, int] = {}
     for line, raw in iter_jsonl(path, errors):
         try:
             pair = check_pair(raw, path, line)
@@ -109,7 +110,8 @@ def load_pairs(path: Path) -> list[dict]:
 def load_feedback(feedback_dir: Path) -> list[dict]:
     """The pairs of every data/feedback/*.jsonl (prefs.jsonl and each `llmops data add`ed
     set), in file name order; an id in two files is an error, as it is within one."""
-    pairs, where = [], {}
+    pairs: list[dict] = []
+    where: dict[str, Path] = {}
     for path in sorted(Path(feedback_dir).glob("*.jsonl")):
         for pair in load_pairs(path):
             if pair["id"] in where:

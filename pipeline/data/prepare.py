@@ -109,7 +109,8 @@ def prepare(p: PrepareParams, notices: list[dict]) -> tuple[list[dict], list[dic
 
 def instruction_records(p: PrepareParams, rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """(train, eval) `instruct` records for raw instruction rows, cleaned like notices."""
-    train, evals = [], []
+    train: list[dict] = []
+    evals: list[dict] = []
     for r in rows:
         text = {}
         for key in ("system", "instruction", "input", "output"):

@@ -743,7 +743,7 @@ def helpdesk(n: int = 200, seed: int = 20261128) -> list[dict]:
     rng = random.Random(seed)
     offices = sorted(HELPDESK)
     seen: set[str] = set()
-    records = []
+    records: list[dict] = []
     while len(records) < n:
         office = offices[len(records) % len(offices)]
         question = rng.choice(HELPDESK[office]).format(

@@ -68,7 +68,9 @@ def load_notices(raw_dir: Path) -> list[dict]:
 def load_raw(raw_dir: Path) -> tuple[list[dict], list[dict]]:
     """(notices, instruction rows) from raw_dir/*.jsonl in a stable order; the first file:line
     that breaks the schema raises DataError (with the count of further problems)."""
-    notices, instructions, problems = [], [], []
+    notices: list[dict] = []
+    instructions: list[dict] = []
+    problems: list[tuple[Path, int, str]] = []
     first_seen: dict[str, str] = {}
     for path in sorted(Path(raw_dir).glob("*.jsonl")):
         for lineno, n in iter_jsonl(path):

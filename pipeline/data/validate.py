@@ -114,7 +114,7 @@ def notice_rows(files: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
                 continue
             notices.append(n)
             # an absent optional field is null; an absent required one fails the schema
-            row = {key: _text(n[key]) for key in n if key in REQUIRED}
+            row: dict[str, Any] = {key: _text(n[key]) for key in n if key in REQUIRED}
             row |= {key: _text(n.get(key)) for key in OPTIONAL}
             body, deadline, location = row.get("body"), row.get("deadline"), row.get("location")
             wrong = [k for k in OPTIONAL if n.get(k) is not None and not isinstance(n[k], str)]
@@ -507,7 +507,7 @@ def run_suite(
         print(f"validate: {table}: {len(frame)} rows, {len(found)} expectations, {bad} failed")
     if docs_dir is not None:
         shutil.rmtree(docs_dir, ignore_errors=True)
-        site = {
+        site: Any = {
             "class_name": "SiteBuilder",
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             "store_backend": {

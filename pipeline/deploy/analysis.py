@@ -228,7 +228,7 @@ def validate_metrics(raw_metrics: list[dict]) -> str | None:
         name = raw.get("name")
         if name in names:
             return f"metrics[{i}]: duplicate name '{name}'"
-        names.add(name)
+        names.add(str(name))
         problem = validate_metric(raw)
         if problem:
             return f"metrics[{i}]: {problem}"

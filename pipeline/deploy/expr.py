@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 
 class ExprError(ValueError):
@@ -129,7 +129,8 @@ UNSUPPORTED_WORDS = {"let", "$env"}
 
 
 def tokenize(text: str) -> list[tuple[str, Any]]:
-    out, pos = [], 0
+    out: list[tuple[str, Any]] = []
+    pos = 0
     while pos < len(text):
         if not text[pos:].strip():
             break
@@ -331,7 +332,7 @@ class Parser:
                 raise Unsupported(f"`{value}`")
             if self.peek() == ("op", "("):
                 self.take()
-                args = []
+                args: list[tuple] = []
                 while self.peek() != ("op", ")"):
                     if value in PREDICATES and len(args) == 1:
                         args.append(self.closure())
@@ -380,7 +381,8 @@ class Checker:
     """expr's checker for the modelled nodes: the type of each, or ExprError."""
 
     def __init__(self, env: dict[str, T]):
-        self.env, self.elems = env, []
+        self.env: dict[str, T] = env
+        self.elems: list[T] = []
 
     def check(self, node: tuple) -> T:
         return getattr(self, f"t_{node[0]}")(node)
@@ -679,13 +681,14 @@ def truthy(v: Any, what: str) -> bool:
     return v
 
 
-def numeric(v: Any) -> bool:
+def numeric(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 class Runner:
     def __init__(self, env: dict[str, Any]):
-        self.env, self.elems = env, []
+        self.env: dict[str, Any] = env
+        self.elems: list[Any] = []
 
     def run(self, node: tuple) -> Any:
         return getattr(self, f"r_{node[0]}")(node)
@@ -925,6 +928,8 @@ def go_duration(text: str) -> float:
     total, pos = 0.0, 0
     while pos < len(body):
         m = GO_DURATION.match(body, pos)
+        if m is None:  # the pattern matches any text; kept for the type checker
+            raise ValueError(f'time: invalid duration "{text}"')
         number, unit = m[1], m[2]
         if not number or number == ".":
             raise ValueError(f'time: invalid duration "{text}"')
@@ -967,7 +972,7 @@ def eval_time(text: str, time_scale: float = 1.0) -> float:
             if len(args) != len(node[2]):
                 raise Unsupported("date() of an expression")
             layouts = [args[1]] if len(args) > 1 else list(DATE_LAYOUTS)
-            zone = dt.UTC
+            zone: dt.tzinfo = dt.UTC
             if len(args) == 3 and args[2] != "UTC":
                 from zoneinfo import ZoneInfo
 

@@ -447,6 +447,7 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
     served_name, adapter_name = served_names(objs)
     r = Rehearsal(env, args.time_scale, args.min_window, overrides)
     procs = Processes(out)
+    stable_dir: Path | None
     try:
         if args.stable:
             stable_dir, stable_version = Path(args.stable), "stable"

@@ -32,7 +32,7 @@ from pipeline.evaluate.scoring import (
     TASK_KINDS,
     class_table,
     confusion_pairs,
-    group_entry,
+    entry_of,
     group_of,
     groups,
     kind_metrics,
@@ -247,7 +247,7 @@ def evaluate(
     answers = tuned.answer(records, "fine-tuned")
     metrics = score(records, answers.texts, kinds)
     for group, ppl in tuned.perplexity(records).items():
-        group_entry(metrics, group)["perplexity"] = ppl
+        entry_of(metrics, group)["perplexity"] = ppl
     metrics["latency"] = latency(answers)
     by_id = {r["id"]: a for r, a in zip(records, answers.texts, strict=True)}
     metrics["behaviour"], behaviour_rows = behaviour(tuned, records, by_id, must_pass)
@@ -256,11 +256,11 @@ def evaluate(
     base_answers = base.answer(records, "base")
     metrics["base"] = score(records, base_answers.texts, kinds)
     for group, ppl in base.perplexity(records).items():
-        group_entry(metrics["base"], group)["perplexity"] = ppl
+        entry_of(metrics["base"], group)["perplexity"] = ppl
     baseline_answers, methods = baseline_predictions(train, records, kinds)
     metrics["baseline"] = score(records, baseline_answers, kinds)
     for group in groups(metrics["baseline"]):
-        group_entry(metrics["baseline"], group)["method"] = methods[group]
+        entry_of(metrics["baseline"], group)["method"] = methods[group]
     rows = [
         {
             "id": r["id"],
@@ -280,7 +280,7 @@ def evaluate(
         )
     ]
     for group, table in classes(rows, kinds).items():
-        group_entry(metrics, group)["classes"] = table
+        entry_of(metrics, group)["classes"] = table
     metrics["slices"] = slices(rows, kinds)
     return metrics, rows, behaviour_rows
 
@@ -296,9 +296,7 @@ def confusion_csvs(rows: list[dict], groups: list[str]) -> dict[str, str]:
 
 def write_confusion(rows: list[dict], metrics: dict) -> None:
     """plots/confusion/<group>.csv for every classification group, and nothing else there."""
-    wanted = confusion_csvs(
-        rows, [g for g in groups(metrics) if "classes" in group_entry(metrics, g)]
-    )
+    wanted = confusion_csvs(rows, [g for g in groups(metrics) if "classes" in entry_of(metrics, g)])
     CONFUSION_DIR.mkdir(parents=True, exist_ok=True)
     for stale in CONFUSION_DIR.glob("*.csv"):
         if stale.name not in wanted:
@@ -321,11 +319,11 @@ def main() -> int:
     write_confusion(rows, metrics)
     write_json(EVAL_METRICS, metrics)
     scores = ", ".join(
-        f"{g}.{m} {group_entry(metrics, g)[m]:.3f} (base "
-        f"{group_entry(metrics['base'], g)[m]:.3f}, baseline "
-        f"{group_entry(metrics['baseline'], g)[m]:.3f})"
+        f"{g}.{m} {entry_of(metrics, g)[m]:.3f} (base "
+        f"{entry_of(metrics['base'], g)[m]:.3f}, baseline "
+        f"{entry_of(metrics['baseline'], g)[m]:.3f})"
         for g in groups(metrics)
-        for m in [primary(kind_of(group_entry(metrics, g)))]
+        for m in [primary(kind_of(entry_of(metrics, g)))]
     )
     b = metrics["behaviour"]
     checks = ", ".join(f"{k} {v:.3f}" for k, v in b.items() if not k.startswith("n_"))

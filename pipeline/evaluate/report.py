@@ -128,7 +128,8 @@ def slice_section(deltas: list[dict], base: str) -> str:
 def changed_examples(new: list[dict], old: list[dict]) -> tuple[list[tuple], list[tuple]]:
     """(right -> wrong, wrong -> right) pairs of (old row, new row), by example id."""
     before = {r["id"]: r for r in old}
-    worse, better = [], []
+    worse: list[tuple[dict, dict]] = []
+    better: list[tuple[dict, dict]] = []
     for r in new:
         o = before.get(r["id"])
         if o is None or o["correct"] == r["correct"]:

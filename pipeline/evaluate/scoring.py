@@ -73,6 +73,14 @@ def group_entry(metrics: dict, group: str) -> dict | None:
     return metrics.get(group)
 
 
+def entry_of(metrics: dict, group: str) -> dict:
+    """group_entry of a group that is there (a KeyError names it otherwise)."""
+    entry = group_entry(metrics, group)
+    if entry is None:
+        raise KeyError(group)
+    return entry
+
+
 def groups(metrics: dict) -> list[str]:
     """Every group an eval.json-shaped dict scores, notice tasks first."""
     return [t for t in TASK_KINDS if isinstance(metrics.get(t), dict)] + [

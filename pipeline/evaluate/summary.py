@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pipeline.config import load_params
 from pipeline.evaluate.compare import Standing, standings
 from pipeline.evaluate.scoring import group_entry, groups
@@ -48,7 +50,7 @@ def main() -> int:
         title="Flywheel: untuned base, fine-tuned and a cheap baseline (eval split)",
         caption=f"vs baseline: fine-tuned - baseline, paired bootstrap {g.confidence:.0%} interval",
     )
-    for col, just in (
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("task / source", "left"),
         ("metric", "left"),
         ("base", "right"),
@@ -56,7 +58,8 @@ def main() -> int:
         ("baseline", "right"),
         ("vs baseline", "right"),
         ("", "left"),
-    ):
+    )
+    for col, just in columns:
         table.add_column(col, justify=just)
     found = standings(metrics, rows, g.bootstrap_samples, g.confidence)
     for s in found:

@@ -89,7 +89,7 @@ def is_allowed(name: str, allowed: set[str]) -> bool:
 def removed_results(parent: str, present: set[str]) -> dict[str, None]:
     """{path: None} for each file `parent` holds inside a git-tracked output directory that the
     new results no longer have (a classification dataset removed, its plot with it)."""
-    gone = {}
+    gone: dict[str, None] = {}
     for path in tracked_outputs():
         listed = gitops.git("ls-tree", "-r", "--name-only", parent, "--", f"{path}/")
         gone |= {f: None for f in listed.splitlines() if f and f not in present}
@@ -297,7 +297,7 @@ def commit_results(local: bool = False) -> int:
         p: Path(p).read_bytes() for p in ["dvc.lock", *tracked_files()]
     }
     if local:
-        head = gitops.resolve("HEAD")
+        head = gitops.head()
         paths = sorted(files | removed_results(head, set(files)))
         if not gitops.git("status", "--porcelain", "--", *paths):
             print("ci commit-results: nothing changed")
@@ -312,9 +312,9 @@ def commit_results(local: bool = False) -> int:
             *paths,
             env=gitops.identity(),
         )
-        print(f"ci commit-results: {gitops.resolve('HEAD')[:12]} (dvc.lock and metrics)")
+        print(f"ci commit-results: {gitops.head()[:12]} (dvc.lock and metrics)")
         return 0
-    branch, head = tracked_branch(), gitops.resolve("HEAD")
+    branch, head = tracked_branch(), gitops.head()
     message = f"dvc.lock and metrics of main's training\n\nTrained-From: {head}\n"
     moved: list[str] = []
 
@@ -322,7 +322,9 @@ def commit_results(local: bool = False) -> int:
         if parent != head:
             moved.append(parent)
             return None
-        return gitops.commit_files(parent, files | removed_results(parent, set(files)), message)
+        return gitops.commit_files(
+            parent, {**files, **removed_results(parent, set(files))}, message
+        )
 
     landed = gitops.land(branch, build, push=True)
     if moved:

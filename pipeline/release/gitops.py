@@ -108,6 +108,14 @@ def resolve(ref: str) -> str | None:
     return out or None
 
 
+def head() -> str:
+    """The checked-out commit; an error in a repository without one."""
+    commit = resolve("HEAD")
+    if commit is None:
+        raise UserError("this repository has no commit yet: commit first")
+    return commit
+
+
 def read_at(commit: str, path: Path | str) -> bytes | None:
     """The bytes of `path` at `commit`, or None where it does not exist."""
     proc = subprocess.run(

@@ -215,7 +215,7 @@ def register(name: str, push: bool = False) -> Registered:
             **{f"dvc.md5.{p}": hashes.get(str(p), "") for p in TAGGED_OUTPUTS},
             **{
                 f"metric.{group}.{primary(kind)}": str(
-                    (group_entry(metrics, group) or {})[primary(kind)]
+                    (group_entry(metrics or {}, group) or {})[primary(kind)]
                 )
                 for group, kind in kinds_of(metrics or {}).items()
             },

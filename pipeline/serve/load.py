@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 def post(url: str, path: str, body: bytes, timeout: float = 120) -> tuple[int, bytes]:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
         conn.request("POST", path, body, {"content-type": "application/json"})
         resp = conn.getresponse()
@@ -106,7 +106,7 @@ def abuse(url: str, model: str, streams: int = 64, body_mb: int = 10,
 
     def stream(i: int) -> None:
         parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
         body = {"model": model, "messages": user, "max_tokens": stream_tokens, "stream": True,
                 "temperature": 1.0, "seed": i}  # fmt: skip
         try:

@@ -142,6 +142,7 @@ class Server:
     def record(self, job: Job, rid: str, start: str, prompt: str) -> None:
         choice = job.choices[0]
         confidence = self.engine.confidence(choice)
+        finished = job.finished_at if job.finished_at is not None else time.perf_counter()
         self.log.write(
             {
                 "time": start,
@@ -149,7 +150,7 @@ class Server:
                 "model_version": self.model_version,
                 "prompt": prompt,
                 "response": choice.text.strip(),
-                "latency_ms": round((job.finished_at - job.arrival) * 1000, 3),
+                "latency_ms": round((finished - job.arrival) * 1000, 3),
                 "prompt_tokens": len(job.prompt_ids),
                 "completion_tokens": len(choice.ids),
                 "confidence": None if confidence is None else round(confidence, 6),
@@ -515,9 +516,9 @@ def main(args: argparse.Namespace) -> int:
     if adapter and not adapter.is_dir():
         raise UserError(f"--adapter {adapter}: no such directory")
     has_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").exists()
-    tok = load_tokenizer(adapter if has_tokenizer else model_dir)
+    tok = load_tokenizer(adapter if adapter is not None and has_tokenizer else model_dir)
     tuned = load_model(model_dir, adapter) if adapter else None
-    if tuned is not None and is_adapter(adapter):
+    if tuned is not None and adapter is not None and is_adapter(adapter):
         models = {False: tuned, True: tuned}  # PEFT: the base by disabling the adapter
     else:
         models = {False: load_model(model_dir), **({True: tuned} if tuned is not None else {})}

@@ -44,7 +44,8 @@ from pipeline.train.trainer import fit, lora_config, optimizer_kwargs, trl_confi
 
 def split_pairs(pairs: list[dict], p: PrepareParams) -> tuple[list[dict], list[dict]]:
     """(train, held-out): the notices' own split, applied to each pair's group."""
-    train, held_out = [], []
+    train: list[dict] = []
+    held_out: list[dict] = []
     for pair in pairs:
         side = split_of(pair["group"], p.split_salt, p.eval_fraction)
         (held_out if side == "eval" else train).append(pair)
@@ -146,8 +147,9 @@ def dpo(
         peft_config=None if sft_is_adapter else lora_config(p.lora),
     )
     stats = fit(trainer)
-    trainer.model.eval()
-    after = pair_logps(trainer.model, tok, held_out)
+    tuned: Any = trainer.model  # set by the trainer's constructor
+    tuned.eval()
+    after = pair_logps(tuned, tok, held_out)
     if is_main_process():
         save_policy(trainer, tok, sft_is_adapter, out_dir)
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import Params, TrainParams, load_params
 from pipeline.io import read_jsonl, run_stage, write_json
@@ -89,7 +90,8 @@ def train(
     trainer.save_model(str(out_dir))  # rank 0 writes; FSDP / ZeRO-3 shards are gathered first
     if main_process:
         shutil.rmtree(work_dir)
-    trainable = sum(t.numel() for t in trainer.model.parameters() if t.requires_grad)
+    tuned: Any = trainer.model  # set by the trainer's constructor
+    trainable = sum(t.numel() for t in tuned.parameters() if t.requires_grad)
     return {
         "method": p.method,
         **launched_as(),
@@ -106,6 +108,7 @@ def track(params: Params, run) -> dict:
     tokenizer as artifacts."""
     import mlflow
     import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas
 
     from pipeline.tracking import dvc_hashes, flatten, git_commit
 
@@ -121,9 +124,7 @@ def track(params: Params, run) -> dict:
             "completion": [r["completion"][0]["content"] for r in records],
         }
     )
-    mlflow.log_input(
-        mlflow.data.from_pandas(frame, source=str(TRAIN_FILE), name="train"), context="training"
-    )
+    mlflow.log_input(from_pandas(frame, source=str(TRAIN_FILE), name="train"), context="training")
     tags = {
         f"dvc.md5.{path}": md5
         for path, md5 in dvc_hashes().items()

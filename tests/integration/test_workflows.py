@@ -63,9 +63,9 @@ def test_release_workflows_exist_and_are_triggered_as_the_loop_needs():
     assert "workflow_dispatch" in rollback["on"]
 
 
-# Secrets a job that runs pull-request code may hold (docs/release-loop.md: credentials): read the trusted
-# DVC remote and write the candidates one, log MLflow runs. Nothing that writes git, the
-# registry or the trusted remote.
+# Secrets a job that runs pull-request code may hold (docs/release-loop.md: credentials):
+# read the trusted DVC remote and write the candidates one, log MLflow runs. Nothing that
+# writes git, the registry or the trusted remote.
 PR_CODE_SECRETS = {"DVC_PR_AWS_ACCESS_KEY_ID", "DVC_PR_AWS_SECRET_ACCESS_KEY", "MLFLOW_PR_TOKEN"}
 
 
