@@ -3,11 +3,14 @@ real validators: CRD schemas, kubernetes-validate, promtool."""
 
 import copy
 import hashlib
+import io
 import math
 import os
 import re
 import shutil
 import subprocess
+import sys
+import tarfile
 
 import pytest
 import yaml
@@ -383,3 +386,60 @@ def test_every_shipped_analysis_template_is_valid_and_predictable(rendered, env)
             for sample in ([], [0.5], [math.nan]):
                 phase, _, message = measure(m, lambda a, q, v=sample: v)
                 assert phase not in ("Error", CANNOT_PREDICT), (m.name, sample, message)
+
+
+def adapter_archive(path, members):
+    """A .tar.gz of (name, tar type, bytes or link target) members; its sha256."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.REGTYPE:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                info.linkname = data
+                tar.addfile(info)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+HOSTILE = [
+    ("an adapter", [("adapter_config.json", tarfile.REGTYPE, b"{}")], False),
+    ("a path out of the folder", [("../../escaped", tarfile.REGTYPE, b"x")], True),
+    ("an absolute path", [("/escaped-abs", tarfile.REGTYPE, b"x")], False),  # made relative
+    ("a link out of the folder", [("config", tarfile.SYMTYPE, "/etc/passwd")], True),
+    ("a hard link out of the folder", [("config", tarfile.LNKTYPE, "../../escaped")], True),
+    ("a character device", [("dev", tarfile.CHRTYPE, "")], True),
+    ("a FIFO", [("fifo", tarfile.FIFOTYPE, "")], True),
+]
+
+
+@pytest.mark.parametrize("case, members, refused", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_the_adapter_init_container_extracts_only_plain_files_inside_its_folder(
+    rendered, tmp_path, case, members, refused
+):
+    """The verify-adapter initContainer's own script, run on hostile archives: paths out of
+    the folder, links and devices are refused (tarfile's `data` filter); nothing lands
+    outside /adapters/<name>; an archive whose sha256 is not the record's is refused."""
+    rollout = by_kind(rendered["staging"], "Rollout")
+    (init,) = [
+        c
+        for c in rollout["spec"]["template"]["spec"]["initContainers"]
+        if c["name"] == "verify-adapter"
+    ]
+    root = tmp_path / "adapters"
+    dest = root / "nested" / "adapter"
+    dest.mkdir(parents=True)  # so that only the filter, not a missing folder, stops an escape
+    script = init["command"][-1].replace("/adapters", str(root))
+    env = {**os.environ, "ADAPTER_NAME": "nested/adapter"}
+    digest = adapter_archive(root / "adapter.tar.gz", members)
+    wrong = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           env={**env, "ADAPTER_SHA256": "0" * 64})  # fmt: skip
+    assert wrong.returncode != 0 and "!= release record" in wrong.stderr
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**env, "ADAPTER_SHA256": digest})  # fmt: skip
+    assert (proc.returncode != 0) == refused, (case, proc.stderr)
+    escaped = [p for p in tmp_path.rglob("*escaped*") if dest not in p.parents]
+    assert escaped == [], escaped
+    if not refused:
+        assert "adapter verified" in proc.stdout and any(dest.iterdir())
