@@ -18,6 +18,12 @@ from pipeline import paths
 Argument = tuple[tuple[str, ...], dict]
 COMMANDS: list[tuple[tuple[str, ...], str, str, list[Argument]]] = [
     (("params",), "pipeline.config_cli:show", "print the resolved params.yaml", []),
+    (
+        ("deps",),
+        "pipeline.deps:main",
+        "set each stage's code deps in dvc.yaml to what its module imports",
+        [(("--check",), {"action": "store_true", "help": "only report; exit 1 if any differ"})],
+    ),
     (("prepare",), "pipeline.data.prepare:main", "stage: raw notices -> instruction records", []),
     (("validate",), "pipeline.data.validate:main", "stage: check raw and prepared data", []),
     (("base",), "pipeline.train.base:main", "stage: build or fetch the base model", []),

@@ -1,6 +1,5 @@
 """dvc.yaml and the package must agree: stage names, commands, deps, params and paths."""
 
-import ast
 import dataclasses
 import typing
 from pathlib import Path
@@ -11,6 +10,7 @@ import yaml
 from pipeline import paths
 from pipeline.cli import COMMANDS
 from pipeline.config import Params
+from pipeline.deps import imports, module_file, rewrite, wanted
 
 from ..conftest import ROOT
 
@@ -22,27 +22,6 @@ def module_of(stage: str) -> str:
     cmd = DVC[stage]["cmd"]
     assert cmd.startswith("python -m pipeline."), cmd
     return cmd.split()[2]
-
-
-def module_file(module: str) -> Path:
-    return Path(*module.split(".")).with_suffix(".py")
-
-
-def pipeline_imports(module: str, seen: set[str] | None = None) -> set[str]:
-    """Every pipeline module `module` imports, transitively (package __init__ files aside)."""
-    seen = set() if seen is None else seen
-    tree = ast.parse((ROOT / module_file(module)).read_text())
-    for node in ast.walk(tree):
-        names = []
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline"):
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names if a.name.startswith("pipeline")]
-        for name in names:
-            if (ROOT / module_file(name)).exists() and name not in seen:
-                seen.add(name)
-                pipeline_imports(name, seen)
-    return seen
 
 
 def test_stages_are_the_pipeline_in_order():
@@ -60,7 +39,7 @@ def test_stage_module_is_named_after_the_stage(stage):
 def test_deps_list_the_module_and_everything_it_imports(stage):
     module = module_of(stage)
     code_deps = {d for d in DVC[stage]["deps"] if d.startswith("pipeline/")}
-    needed = {str(module_file(m)) for m in pipeline_imports(module) | {module}}
+    needed = {str(module_file(m)) for m in imports(module, ROOT) | {module}}
     assert "pipeline/config.py" in needed
     assert needed == code_deps, f"missing {needed - code_deps}, extra {code_deps - needed}"
 
@@ -113,3 +92,25 @@ def test_metrics_are_small_files_kept_in_git():
         for entry in stage.get("metrics", []) + stage.get("plots", []):
             ((path, opts),) = entry.items()
             assert opts.get("cache") is False, path
+
+
+def test_llmops_deps_leaves_the_shipped_dvc_yaml_as_it_is_and_repairs_a_broken_one():
+    text = (ROOT / "dvc.yaml").read_text()
+    want = wanted(ROOT)
+    assert rewrite(text, want) == (text, {})
+    broken = text.replace("      - pipeline/data/records.py\n", "", 1).replace(
+        "      - pipeline/evaluate/gate.py\n",
+        "      - pipeline/evaluate/gate.py\n      - pipeline/data/crawl.py\n",
+        1,
+    )
+    repaired, changes = rewrite(broken, want)
+    assert changes == {
+        "prepare": ({"pipeline/data/records.py"}, set()),
+        "gate": (set(), {"pipeline/data/crawl.py"}),
+    }
+
+    def deps(t):
+        return {n: set(st.get("deps", [])) for n, st in yaml.safe_load(t)["stages"].items()}
+
+    assert deps(repaired) == deps(text)
+    assert rewrite(repaired, want) == (repaired, {})
