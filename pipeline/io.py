@@ -112,10 +112,9 @@ def read_json_object(path: Path) -> tuple[dict | None, str | None]:
     """(the JSON object in `path`, None) or (None, why it could not be read): for files whose
     absence is a state to report, not a crash (metrics read by the gate, summary, report)."""
     try:
-        data = read_json(path)
+        return read_json_dict(path), None
     except DataError as exc:
         return None, exc.rule
-    return (data, None) if isinstance(data, dict) else (None, "not a JSON object")
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:

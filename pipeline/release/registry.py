@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,6 @@ BOUNDED_RETRIES = {
 
 def client():
     """An MLflow client on the tracking server, with bounded retries (BOUNDED_RETRIES)."""
-    import os
-
     import mlflow
     from mlflow.tracking import MlflowClient
 

@@ -188,6 +188,7 @@ class Cell:
 
 MLFLOW = ["MLflow at", DEAD, "unreachable"]
 ORIGIN = ["git remote origin", DEAD]
+LABEL_STUDIO = ["Label Studio at", DEAD, "unreachable"]
 REHEARSE = "llmops rehearse --env staging --canary {root}/candidate --out {root}/rehearsal"
 DRIFT = (
     "llmops drift --logs {root}/requests.jsonl --out {root}/drift.json --prom {root}/drift.prom"
@@ -213,13 +214,13 @@ CELLS = [
         "llmops feedback push --tasks {root}/tasks.jsonl",
         "Label Studio",
         LABEL_STUDIO_DOWN,
-        ["Label Studio at", DEAD, "unreachable"],
+        LABEL_STUDIO,
     ),
     Cell(
         "llmops feedback pull --out {root}/prefs.jsonl",
         "Label Studio",
         LABEL_STUDIO_DOWN,
-        ["Label Studio at", DEAD, "unreachable"],
+        LABEL_STUDIO,
     ),
     Cell(DRIFT, "Pushgateway", NO_DOWN, ["Pushgateway at", DEAD, "rerun"]),
     Cell(
