@@ -56,6 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.commands import command
 from pipeline.io import read_json_dict, write_json
 from pipeline.paths import TRAIN_METRICS
 from pipeline.scratch import copy_repo
@@ -174,8 +175,10 @@ def prompt_seconds(
 
 
 def bench_packing(repo: Path, steps: int = 12) -> dict[str, Any]:
-    rate = {packing: train_rate(repo, max_steps=steps, packing=packing)["tokens_per_s"]
-            for packing in (False, True)}  # fmt: skip
+    rate = {
+        packing: train_rate(repo, max_steps=steps, packing=packing)["tokens_per_s"]
+        for packing in (False, True)
+    }
     return {
         "train_tokens_per_s_packed": rate[True],
         "train_tokens_per_s_unpacked": rate[False],
@@ -197,8 +200,13 @@ def train_rate(repo: str | Path, out: Path | None = None, **overrides) -> dict:
     repo = Path(repo)
     p = dataclasses.replace(load_params(repo / PARAMS).train, save_steps=0, **overrides)
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
-        return train(p, repo / BASE_DIR, read_jsonl(repo / TRAIN_FILE),
-                     out or Path(work) / "out", Path(work) / "ckpt")  # fmt: skip
+        return train(
+            p,
+            repo / BASE_DIR,
+            read_jsonl(repo / TRAIN_FILE),
+            out or Path(work) / "out",
+            Path(work) / "ckpt",
+        )
 
 
 def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
@@ -228,9 +236,15 @@ def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
         train_pairs, held_out = split_pairs(load_pairs(repo / PREFS_FILE), params.prepare)
         if train_pairs:
             summary = dpo(
-                params.dpo, params.train, repo / BASE_DIR, sft, train_pairs, held_out,
-                Path(work) / "dpo", Path(work) / "dpo-ckpt",
-            )  # fmt: skip
+                params.dpo,
+                params.train,
+                repo / BASE_DIR,
+                sft,
+                train_pairs,
+                held_out,
+                Path(work) / "dpo",
+                Path(work) / "dpo-ckpt",
+            )
             out[f"dpo_tokens_per_s_cuda_{precision}"] = summary["tokens_per_s"]
             out["dpo_cuda_s"] = summary["seconds"]
             for model in ("sft", "dpo"):
@@ -245,10 +259,13 @@ def bench_cuda(repo: Path, same_steps: int = 60) -> dict[str, float | str]:
     )
     cpu = json.loads(
         subprocess.run(
-            [sys.executable, "-c", code], env=os.environ | {"CUDA_VISIBLE_DEVICES": ""},
-            capture_output=True, text=True, check=True,
+            [sys.executable, "-c", code],
+            env=os.environ | {"CUDA_VISIBLE_DEVICES": ""},
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.splitlines()[-1]
-    )  # fmt: skip
+    )
     same = train_rate(repo, max_steps=same_steps)
     out["train_tokens_per_s_same_machine_cpu"] = cpu["tokens_per_s"]
     out["train_cuda_vs_cpu"] = round(same["tokens_per_s"] / cpu["tokens_per_s"], 2)
@@ -261,10 +278,20 @@ def bench_canary(repo: Path) -> dict[str, Any]:
     out = (repo / "reports" / "bench-rehearsal").resolve()  # the rehearsal runs in repo
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "rehearse", "--canary-fault", "error_rate=0.1",
-         "--out", str(out)],
-        cwd=repo, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "rehearse",
+            "--canary-fault",
+            "error_rate=0.1",
+            "--out",
+            str(out),
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     report = read_json_dict(out / "report.json") if (out / "report.json").exists() else {}
     if report.get("result") != "Aborted" or report.get("canary_abort_s") is None:
         raise RuntimeError(f"rehearsal did not abort:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -280,21 +307,36 @@ def bench_canary(repo: Path) -> dict[str, Any]:
 def bench_day(repo: Path) -> dict[str, Any]:
     """The release-loop day test, on the trained copy `repo`; its figures."""
     figures = (WORK / "day.json").resolve()
-    env = {**os.environ, "FLYWHEEL_WORKSPACE": str(repo.resolve()),
-           "FLYWHEEL_DAY_FIGURES": str(figures)}  # fmt: skip
+    env = {
+        **os.environ,
+        "FLYWHEEL_WORKSPACE": str(repo.resolve()),
+        "FLYWHEEL_DAY_FIGURES": str(figures),
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/e2e/test_day.py", "--basetemp", str((WORK / "day").resolve())],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/e2e/test_day.py",
+            "--basetemp",
+            str((WORK / "day").resolve()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0 or not figures.exists():
         raise RuntimeError(f"the day test failed:\n{proc.stdout[-3000:]}")
     day = read_json_dict(figures)
     return {"ci_day_s": day["ci_day_s"], "trainings_per_change": day["trainings_per_change"]}
 
 
-def generate_rate(base: Path, adapter: Path, prompts: list[str], batch: int,
-                  max_tokens: int) -> float:  # fmt: skip
+def generate_rate(
+    base: Path, adapter: Path, prompts: list[str], batch: int, max_tokens: int
+) -> float:
     """Completion tokens per second of plain generate(), greedy, `batch` prompts at a time
     (left-padded), each generating `max_tokens` (EOS held off, as the server's ignore_eos)."""
     import torch
@@ -303,25 +345,38 @@ def generate_rate(base: Path, adapter: Path, prompts: list[str], batch: int,
 
     tok, model = load_tokenizer(adapter), load_model(base, adapter)
     tok.padding_side = "left"
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                     add_generation_prompt=True) for p in prompts]  # fmt: skip
+    texts = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     with torch.no_grad():  # warm-up, as the server warms up
-        model.generate(**tok(texts[:1], return_tensors="pt", add_special_tokens=False),
-                       max_new_tokens=2, do_sample=False, pad_token_id=pad)  # fmt: skip
+        model.generate(
+            **tok(texts[:1], return_tensors="pt", add_special_tokens=False),
+            max_new_tokens=2,
+            do_sample=False,
+            pad_token_id=pad,
+        )
     tokens, start = 0, time.perf_counter()
     for i in range(0, len(texts), batch):
         enc = tok(texts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_tokens, min_new_tokens=max_tokens,
-                                 do_sample=False, pad_token_id=pad)  # fmt: skip
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_tokens,
+                min_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+            )
         tokens += out[:, enc["input_ids"].shape[1] :].numel()
     return tokens / (time.perf_counter() - start)
 
 
 def bench_serve(models: Path, n: int = 16, max_tokens: int = 32) -> dict[str, Any]:
     """`llmops serve` against plain generate() on the same model, then its memory under abuse."""
-    from pipeline.data.sample import generate
+    from pipeline.data.synthetic import generate
     from pipeline.processes import Processes, free_port, wait_http
     from pipeline.serve.load import PeakRss, abuse, throughput
 
@@ -336,9 +391,23 @@ def bench_serve(models: Path, n: int = 16, max_tokens: int = 32) -> dict[str, An
     procs, port = Processes(WORK), free_port()
     url = f"http://127.0.0.1:{port}"
     try:
-        proc = procs.start("serve", [sys.executable, "-m", "pipeline.cli", "serve",
-                                     "--model", str(base), "--adapter", str(adapter),
-                                     "--port", str(port), "--max-num-seqs", str(n)])  # fmt: skip
+        proc = procs.start(
+            "serve",
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "serve",
+                "--model",
+                str(base),
+                "--adapter",
+                str(adapter),
+                "--port",
+                str(port),
+                "--max-num-seqs",
+                str(n),
+            ],
+        )
         wait_http(f"{url}/health", proc, "serve", procs, timeout=180)
         throughput(url, "notices", prompts[:1], 1, 2)  # the first request, as generate()'s
         for c in (1, n):
@@ -363,7 +432,7 @@ def bench_dedup(n: int = 20_000) -> dict[str, Any]:
 
     from pipeline.config import load_params
     from pipeline.data.dedup import dedup
-    from pipeline.data.sample import generate
+    from pipeline.data.synthetic import generate
 
     p = load_params().prepare
     notices = generate(n)
@@ -386,7 +455,7 @@ def bench_index(n: int = 1000) -> dict[str, Any]:
 
     from pipeline.config import IndexParams
     from pipeline.data.index import build_index, embed, load_encoder, notice_documents
-    from pipeline.data.sample import generate
+    from pipeline.data.synthetic import generate
 
     p = IndexParams()
     encoder = load_encoder(p.model)
@@ -426,6 +495,7 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best / 1e9
 
 
+@command("bench", help="measure speed figures -> bench/results.json")
 def main(args: argparse.Namespace | None = None) -> int:
     root = Path.cwd()
     skip = set(os.environ.get("BENCH_SKIP", "").split(","))

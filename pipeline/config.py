@@ -20,7 +20,7 @@ from typing import Literal
 import yaml
 
 from pipeline.io import UserError
-from pipeline.paths import PARAMS
+from pipeline.paths import DVC_YAML, PARAMS
 
 BUILTIN_BASE = "builtin:tiny"
 TASKS = ("classify", "extract", "title")
@@ -127,9 +127,22 @@ class TrainParams:
 
 # TRL's DPO losses (DPOConfig.loss_type)
 DPO_LOSSES = (
-    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
-    "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
-)  # fmt: skip
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
 
 
 @dataclass(frozen=True)
@@ -424,8 +437,11 @@ def _metric_path(name: str) -> bool:
 def _check_drift(d: DriftParams, i: IndexParams) -> None:
     if i.reference_prompts < 0:
         raise ParamsError("params.yaml:index.reference_prompts: must be 0 (all) or more")
-    positive = {"components": d.components, "min_samples": d.min_samples,
-                "index.batch_size": i.batch_size}  # fmt: skip
+    positive = {
+        "components": d.components,
+        "min_samples": d.min_samples,
+        "index.batch_size": i.batch_size,
+    }
     for key, value in positive.items():
         where = key if "." in key else f"drift.{key}"
         if value < 1:
@@ -439,9 +455,11 @@ def _check_drift(d: DriftParams, i: IndexParams) -> None:
 
 
 def parse_params(raw: object) -> Params:
+    """The core sections, typed and checked; a stage's own section is left to its module."""
     if not isinstance(raw, dict):
         raise ParamsError("params.yaml: expected a mapping of sections")
-    params = _build(Params, raw, "")
+    own = stages_own_sections()
+    params = _build(Params, {k: v for k, v in raw.items() if k not in own}, "")
     _check(params)
     return params
 
@@ -476,7 +494,8 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_params(path: Path = PARAMS) -> Params:
+def read_params_file(path: Path = PARAMS) -> dict:
+    """params.yaml as a mapping, read strictly (see StrictLoader)."""
     try:
         loader = StrictLoader(Path(path).read_text(encoding="utf-8"))
         loader.name = str(path)
@@ -488,7 +507,42 @@ def load_params(path: Path = PARAMS) -> Params:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: invalid YAML: {exc}") from None
-    return parse_params(raw)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections")
+    return raw
+
+
+def stages_own_sections(dvc_yaml: Path = DVC_YAML) -> set[str]:
+    """Sections named after a dvc.yaml stage that `Params` does not define: each belongs to
+    its stage, whose module types it (see `stage_params`)."""
+    if not dvc_yaml.exists():
+        return set()
+    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")).get("stages", {})
+    return set(stages) - {f.name for f in dataclasses.fields(Params)}
+
+
+def load_params(path: Path = PARAMS) -> Params:
+    return parse_params(read_params_file(path))
+
+
+T = typing.TypeVar("T")
+
+
+def stage_params(section: str, schema: type[T], path: Path = PARAMS) -> T:
+    """The section a stage owns, typed by a frozen dataclass in the stage's own module:
+
+        @dataclass(frozen=True)
+        class WordsParams:
+            min_chars: int = 20
+
+        params = stage_params("words", WordsParams)
+
+    The whole file is checked first, as load_params does; the section's rules are its own."""
+    load_params(path)
+    raw = read_params_file(path).get(section, {})
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params.yaml:{section}: expected a mapping, got {raw!r}")
+    return _build(schema, raw, section)
 
 
 def _check_validate(v: ValidateParams) -> None:

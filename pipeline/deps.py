@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.commands import arg, command
 from pipeline.io import UserError
 
 DVC_YAML = Path("dvc.yaml")
@@ -114,6 +115,11 @@ def rewrite(text: str, want: dict[str, list[str]]) -> tuple[str, dict[str, tuple
     return "".join(out), changes
 
 
+@command(
+    "deps",
+    help="set each stage's code deps in dvc.yaml to what its module imports",
+    args=[arg("--check", action="store_true", help="only report; exit 1 if any differ")],
+)
 def main(args: argparse.Namespace) -> int:
     if not DVC_YAML.exists():
         raise UserError(f"{DVC_YAML}: not found (run from the repository root)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+DVC_YAML = Path("dvc.yaml")
 
 RAW_DIR = Path("data/raw")
 RAW_NOTICES = RAW_DIR / "notices.jsonl"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import BaseParams
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 from pipeline.processes import Processes, free_port, wait_http
 from pipeline.train.base import build_model, build_tokenizer
 
@@ -42,8 +42,15 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.Compl
 
 
 @contextlib.contextmanager
-def running_server(cmd: list[str], env: dict, root: Path, probe: urllib.request.Request,
-                   timeout: float, what: str, cwd: Path | None = None):  # fmt: skip
+def running_server(
+    cmd: list[str],
+    env: dict,
+    root: Path,
+    probe: urllib.request.Request,
+    timeout: float,
+    what: str,
+    cwd: Path | None = None,
+):
     """Run `cmd` in its own process group (output in root/<what>.log) until `probe` answers
     200; stop the whole group on exit."""
     procs = Processes(root)
@@ -63,10 +70,19 @@ def running_mlflow_server(backend_uri: str, root: Path):
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [
-        str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
-        "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     with running_server(cmd, env, root, urllib.request.Request(f"{url}/health"), 90, "mlflow"):
         yield url
 
@@ -155,8 +171,17 @@ def label_studio(tmp_path_factory):
         "LATEST_VERSION_CHECK": "false",
         "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    cmd = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1",
-           "--port", str(port), "--data-dir", str(root / "data")]  # fmt: skip
+    cmd = [
+        str(exe),
+        "start",
+        "--no-browser",
+        "--internal-host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(root / "data"),
+    ]
     probe = urllib.request.Request(
         f"{url}/api/projects", headers={"Authorization": f"Token {token}"}
     )

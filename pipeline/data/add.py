@@ -31,6 +31,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipeline.commands import arg, command
 from pipeline.data.clean import normalize
 from pipeline.data.prefs import check_pair
 from pipeline.data.schema import (
@@ -44,8 +45,13 @@ from pipeline.data.schema import (
 from pipeline.io import DataError, UserError, iter_jsonl, loads, write_jsonl
 
 FORMATS = ("alpaca", "sharegpt", "openai", "jsonl", "prefs")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system"}  # fmt: skip
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -402,6 +408,22 @@ def target(fmt: str | None, name: str, raw_dir: Path, feedback_dir: Path) -> Pat
     return (feedback_dir if fmt == "prefs" else raw_dir) / f"{name}.jsonl"
 
 
+@command(
+    "data",
+    "add",
+    help="bring your own data: instruction or preference file -> data/raw or data/feedback",
+    args=[
+        arg("file", help="JSON array or JSON Lines file"),
+        arg(
+            "--format",
+            choices=FORMATS,
+            help="default: told from the first record's fields",
+        ),
+        arg("--name", help="output file name (default: the input file's stem)"),
+        arg("--category", help="slice for records without category/task field"),
+        arg("--replace", action="store_true", help="replace an earlier add"),
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     """`llmops data add`: convert, check, and write data/raw/<name>.jsonl (or
     data/feedback/<name>.jsonl for preference pairs) atomically."""

@@ -47,6 +47,8 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import yaml
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.data.clean import boilerplate_pattern, html_to_text, strip_boilerplate
 from pipeline.data.schema import CATEGORIES, check_notice
 from pipeline.io import (
@@ -129,11 +131,18 @@ def load_sites(path: Path) -> SitesFile:
     names = [s.name for s in parsed.sites]
     for i, s in enumerate(parsed.sites):
         if s.category not in CATEGORIES:
-            raise DataError(path, None, f"sites[{i}].category: {s.category!r} is not one of "
-                            f"{', '.join(CATEGORIES)}")  # fmt: skip
+            raise DataError(
+                path,
+                None,
+                f"sites[{i}].category: {s.category!r} is not one of {', '.join(CATEGORIES)}",
+            )
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", s.name) or names.count(s.name) > 1:
-            raise DataError(path, None, f"sites[{i}].name: {s.name!r} must be a unique slug "
-                            "(lower-case letters, digits, - and _)")  # fmt: skip
+            raise DataError(
+                path,
+                None,
+                f"sites[{i}].name: {s.name!r} must be a unique slug "
+                "(lower-case letters, digits, - and _)",
+            )
     return parsed
 
 
@@ -297,8 +306,11 @@ class Fetcher:
                         )
             except FetchError as exc:
                 switch(rp, allow=False)  # unreachable: assume complete disallow (RFC 9309)
-                self.log(f"crawl: robots.txt of {parts.netloc} unreachable ({exc}): "
-                         "not crawling that host", file=sys.stderr)  # fmt: skip
+                self.log(
+                    f"crawl: robots.txt of {parts.netloc} unreachable ({exc}): "
+                    "not crawling that host",
+                    file=sys.stderr,
+                )
             self.robots[parts.netloc] = rp
         return rp.can_fetch(self.s.user_agent, url)
 
@@ -501,8 +513,14 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
         if prev.get("content_sha256") == digest:
             summary.unchanged += 1
             return
-        record = {"id": nid, **found, "source": f"crawl:{site.name}", "url": url,
-                  "fetched_at": now, "content_sha256": digest}  # fmt: skip
+        record = {
+            "id": nid,
+            **found,
+            "source": f"crawl:{site.name}",
+            "url": url,
+            "fetched_at": now,
+            "content_sha256": digest,
+        }
         problems = check_notice(record)
         if problems:
             summary.rejected += 1
@@ -536,8 +554,11 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
                 return fail(url, f"HTTP {page.status}")
             html = decode(page.content, page.headers.get("Content-Type"))
             soup = BeautifulSoup(html, "html.parser")
-            links = [urldefrag(urljoin(page.url, str(a["href"]))).url
-                     for a in soup.select(site.selectors.links) if a.get("href")]  # fmt: skip
+            links = [
+                urldefrag(urljoin(page.url, str(a["href"]))).url
+                for a in soup.select(site.selectors.links)
+                if a.get("href")
+            ]
             summary.list_pages += 1
             log(f"crawl: {site.name} list page {pages}: {len(links)} links ({url})")
             for link in links:
@@ -564,6 +585,14 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
     return summary
 
 
+@command(
+    "crawl",
+    help="crawl notice sites into JSONL (incremental, polite; see configs/sites/example.yaml)",
+    args=[
+        arg("--sites", help="sites YAML (default: params.yaml:ingest.sites)"),
+        arg("--out", help=f"output directory (default: {paths.RAW_DIR})"),
+    ],
+)
 def main(args: argparse.Namespace | None = None) -> int:
     """`llmops crawl`: the sites file from --sites (default params.ingest.sites) into --out."""
     from pipeline.config import load_params

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.config import IndexParams, load_params
 from pipeline.data.schema import load_notices
 from pipeline.io import UserError, read_jsonl, run_stage, write_json
@@ -244,6 +246,15 @@ def indexed_collection(index_dir: Path, name: str) -> Collection:
     raise UserError(f"{index_dir}: no `{name}` index here; build it with `dvc repro index`")
 
 
+@command(
+    "search",
+    help="print the notices nearest to a query in the index",
+    args=[
+        arg("query", help="text to search for"),
+        arg("-k", type=int, default=5, help="how many notices (default: 5)"),
+        arg("--index", default=str(paths.INDEX_DIR), help="the Chroma index"),
+    ],
+)
 def main_search(args) -> int:
     hits = search(args.query, args.k, Path(args.index))
     for rank, h in enumerate(hits, start=1):

@@ -43,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.commands import arg, command
 from pipeline.deploy.expr import ExprError, Unsupported, compile_condition, go_duration
 from pipeline.io import UserError
 
@@ -450,8 +451,9 @@ def query_prometheus(
     if window is None:
         return process_response(prom.custom_query(query=promql, params={"timeout": "30s"}))
     start, end, step = window
-    data = prom.custom_query_range(query=promql, start_time=_dt(start), end_time=_dt(end),
-                                   step=f"{step:g}")  # seconds, as a float  # fmt: skip
+    data = prom.custom_query_range(
+        query=promql, start_time=_dt(start), end_time=_dt(end), step=f"{step:g}"
+    )  # seconds, as a float
     return process_response(data)
 
 
@@ -561,8 +563,15 @@ def run_analysis(
         for r in ready:
             phase, value, message = measure(r.metric, query)
             at = round(now - start, 2)
-            m = Measurement(r.metric.name, len(r.measurements) + 1, at, phase, value, message,
-                            r.metric.interval_s)  # fmt: skip
+            m = Measurement(
+                r.metric.name,
+                len(r.measurements) + 1,
+                at,
+                phase,
+                value,
+                message,
+                r.metric.interval_s,
+            )
             r.record(m)
             due[id(r)] = time.monotonic() + r.due_after()
             if on_measurement:
@@ -608,6 +617,22 @@ def analyze(args: argparse.Namespace) -> int:
     return EXIT_CODES[result.phase]
 
 
+@command(
+    "analyze",
+    help="run an AnalysisTemplate against Prometheus with Argo Rollouts' semantics",
+    args=[
+        arg("template", help="a kustomization directory or a rendered YAML file"),
+        arg("--name", help="which AnalysisTemplate, when there are several"),
+        arg("--prometheus", help="Prometheus URL (default: the template's address)"),
+        arg("--arg", action="append", metavar="NAME=VALUE", help="template arg"),
+        arg(
+            "--time-scale",
+            type=float,
+            default=1.0,
+            help="divide intervals, delays and PromQL windows by this (rehearsals)",
+        ),
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     """Bad input (no such template or argument, not YAML) exits 5, apart from the phases."""
     import sys

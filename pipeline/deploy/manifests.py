@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.commands import command
 from pipeline.io import UserError
 
 OVERLAYS_DIR = Path("manifests/overlays")
@@ -49,7 +50,7 @@ CRD_URLS = [
     "https://raw.githubusercontent.com/argoproj/argo-cd/v3.5.1/manifests/crds/applicationset-crd.yaml",
     "https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/v0.93.0/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
     "https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/v0.93.0/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
-]  # fmt: skip
+]
 KUBERNETES_VERSION = "1.32"
 POD_KINDS = {"Rollout", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "PyTorchJob"}
 # sample values for AnalysisTemplate args that the Rollout fills in at run time
@@ -232,9 +233,15 @@ def runner_errors(template: dict) -> list[str]:
     errors = []
     try:
         kubernetes_validate.validate(
-            {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "runner"},
-             "template": template}, KUBERNETES_VERSION, strict=True,
-        )  # fmt: skip
+            {
+                "apiVersion": "v1",
+                "kind": "PodTemplate",
+                "metadata": {"name": "runner"},
+                "template": template,
+            },
+            KUBERNETES_VERSION,
+            strict=True,
+        )
     except kubernetes_validate.ValidationError as exc:
         errors.append(f"runner template: {'.'.join(map(str, exc.absolute_path))}: {exc.message}")
     spec = template.get("spec", {})
@@ -386,6 +393,9 @@ def check(path: Path, schemas: dict[tuple[str, str], dict]) -> Report:
     return report
 
 
+@command(
+    "manifests", "check", help="render every kustomization; validate schemas, policy and PromQL"
+)
 def main() -> int:
     dirs = crd_dirs()
     schemas = crd_schemas(dirs)

@@ -47,6 +47,8 @@ from typing import Any
 
 import yaml
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.deploy.analysis import (
     CANNOT_PREDICT,
     InvalidSpec,
@@ -291,8 +293,16 @@ def step_args(arg_specs: list[dict], stable: Side, canary: Side) -> dict[str, st
     return out
 
 
-def run_templates(objs, spec: dict, stable: Side, canary: Side, prom: str, r: Rehearsal,
-                  kind: str, stop: threading.Event) -> RunResult:  # fmt: skip
+def run_templates(
+    objs,
+    spec: dict,
+    stable: Side,
+    canary: Side,
+    prom: str,
+    r: Rehearsal,
+    kind: str,
+    stop: threading.Event,
+) -> RunResult:
     """One AnalysisRun of every template the step names (Argo merges them into one run)."""
     metrics, names = [], []
     given = {**step_args(spec.get("args", []), stable, canary), **r.overrides}
@@ -313,8 +323,15 @@ def run_templates(objs, spec: dict, stable: Side, canary: Side, prom: str, r: Re
     return result
 
 
-def walk(objs, stable: Side, canary: Side, prom: str, traffic: Traffic, r: Rehearsal,
-         abort: threading.Event) -> tuple[str, str]:  # fmt: skip
+def walk(
+    objs,
+    stable: Side,
+    canary: Side,
+    prom: str,
+    traffic: Traffic,
+    r: Rehearsal,
+    abort: threading.Event,
+) -> tuple[str, str]:
     """The Rollout's steps in order; (Promoted|Aborted|Inconclusive, why)."""
     rollout = next((o for o in objs if o.get("kind") == "Rollout"), None)
     if rollout is None:
@@ -359,8 +376,13 @@ def walk(objs, stable: Side, canary: Side, prom: str, traffic: Traffic, r: Rehea
                 if duration is None:
                     r.event("pause without duration: a person promotes; continuing", step=i)
                     continue
-                wait = seconds(str(duration) if not str(duration).isdigit() else f"{duration}s",
-                               f"steps[{i}].pause") / r.time_scale  # fmt: skip
+                wait = (
+                    seconds(
+                        str(duration) if not str(duration).isdigit() else f"{duration}s",
+                        f"steps[{i}].pause",
+                    )
+                    / r.time_scale
+                )
                 r.event("pause", step=i, duration=duration, seconds=round(wait, 1))
                 abort.wait(wait)
             elif kind == "analysis":
@@ -396,8 +418,11 @@ def servers_check(result: str, why: str, stable: Side, canary: Side, prom) -> tu
     """The walk's verdict, unless a server this rehearsal started is gone: its own Prometheus
     or the stable server dying is the rehearsal's failure (Error); the canary dying is the
     candidate's (Aborted). Either way, never Promoted."""
-    dead = {name: p.poll() for name, p in (("prometheus", prom), ("stable", stable.proc),
-            ("canary", canary.proc)) if p.poll() is not None}  # fmt: skip
+    dead = {
+        name: p.poll()
+        for name, p in (("prometheus", prom), ("stable", stable.proc), ("canary", canary.proc))
+        if p.poll() is not None
+    }
     for name in ("prometheus", "stable"):
         if name in dead:
             return "Error", (
@@ -439,8 +464,12 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
     stable_record = previous_record(env) if promoted else record
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))  # under out: findable, removed
     overrides = parse_args_list(args.arg)
-    declared = {a["name"] for o in objs if o.get("kind") == "AnalysisTemplate"
-                for a in o["spec"].get("args", [])}  # fmt: skip
+    declared = {
+        a["name"]
+        for o in objs
+        if o.get("kind") == "AnalysisTemplate"
+        for a in o["spec"].get("args", [])
+    }
     if set(overrides) - declared:
         unknown = ", ".join(sorted(set(overrides) - declared))
         raise UserError(f"--arg {unknown}: no AnalysisTemplate of {env} declares it")
@@ -457,16 +486,39 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
         if stable_dir is None:
             r.event(f"{env} has no earlier release: the stable side serves the candidate too")
             stable_dir, stable_version = canary_dir, "candidate"
-        base = Path(args.base)
+        base = Path(args.base_model)
         stable = Side("stable", base, stable_dir, stable_version, pod_hash(f"s{stable_version}"))
-        canary = Side("canary", base, canary_dir, "candidate", pod_hash(f"c{canary_sha}"),
-                      list(args.canary_fault or []))  # fmt: skip
+        canary = Side(
+            "canary",
+            base,
+            canary_dir,
+            "candidate",
+            pod_hash(f"c{canary_sha}"),
+            list(args.canary_fault or []),
+        )
         for side in (stable, canary):
-            cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(side.base),
-                   "--adapter", str(side.adapter), "--port", str(side.port),
-                   "--served-model-name", served_name, "--adapter-name", adapter_name,
-                   "--model-version", side.version, "--threads", "1",
-                   "--request-log", str(out / f"{side.role}.requests.jsonl")]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "serve",
+                "--model",
+                str(side.base),
+                "--adapter",
+                str(side.adapter),
+                "--port",
+                str(side.port),
+                "--served-model-name",
+                served_name,
+                "--adapter-name",
+                adapter_name,
+                "--model-version",
+                side.version,
+                "--threads",
+                "1",
+                "--request-log",
+                str(out / f"{side.role}.requests.jsonl"),
+            ]
             for fault in side.faults:
                 cmd += ["--fault", fault]
             side.proc = procs.start(side.role, cmd)
@@ -476,17 +528,26 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
         (prom_dir / "prometheus.yml").write_text(
             yaml.safe_dump(prometheus_config([stable, canary], args.scrape_interval))
         )
-        prom = procs.start("prometheus", [
-            "prometheus", f"--config.file={prom_dir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={prom_dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ])  # fmt: skip
+        prom = procs.start(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={prom_dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={prom_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+        )
         prom_url = f"http://127.0.0.1:{prom_port}"
         for side in (stable, canary):
             wait_http(f"{side.url}/health", side.proc, side.role, procs, timeout=180)
         wait_http(f"{prom_url}/-/ready", prom, "prometheus", procs, timeout=60)
-        r.event("started", stable=stable.url, canary=canary.url, prometheus=prom_url,
-                faults=",".join(canary.faults) or "none")  # fmt: skip
+        r.event(
+            "started",
+            stable=stable.url,
+            canary=canary.url,
+            prometheus=prom_url,
+            faults=",".join(canary.faults) or "none",
+        )
         traffic = Traffic(stable, canary, eval_prompts(), args.rate, adapter_name)
         traffic.start()
         abort = threading.Event()
@@ -536,6 +597,44 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+@command(
+    "rehearse",
+    help="rehearse the Rollout's canary here: two servers, Prometheus, traffic, analysis",
+    args=[
+        arg("--env", default="production", help="overlay whose Rollout to follow"),
+        arg(
+            "--canary-fault",
+            action="append",
+            metavar="NAME=VALUE",
+            help="error_rate=0.1, http_error_rate=0.1, latency_ms=800 or"
+            " ttft_factor=3 (repeatable)",
+        ),
+        arg(
+            "--time-scale",
+            type=float,
+            default=30.0,
+            help="divide pauses, intervals and windows (default 30)",
+        ),
+        arg("--rate", type=float, default=24.0, help="requests per second"),
+        arg(
+            "--arg",
+            action="append",
+            metavar="NAME=VALUE",
+            help="set an analysis argument, e.g. max-latency-ratio=1.5 (repeatable)",
+        ),
+        arg(
+            "--min-window",
+            type=float,
+            default=10.0,
+            help="shortest PromQL range window once scaled, seconds",
+        ),
+        arg("--scrape-interval", type=float, default=1.0, help="seconds"),
+        arg("--base-model", default=str(paths.BASE_DIR), help="the base model directory"),
+        arg("--canary", default=str(paths.ADAPTER_DIR), help="the candidate"),
+        arg("--stable", help="stable model dir (default: the environment's release)"),
+        arg("--out", default=str(paths.REPORTS_DIR / "rehearsal")),
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     def interrupted(signum, frame):  # SIGTERM stops everything as Ctrl-C does
         raise KeyboardInterrupt

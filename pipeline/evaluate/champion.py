@@ -6,6 +6,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.io import UserError, read_jsonl
 from pipeline.paths import CHAMPION_PREDICTIONS, PREDICTIONS
 
@@ -23,6 +25,18 @@ def set_champion(source: Path = PREDICTIONS, dest: Path = CHAMPION_PREDICTIONS) 
     return len(rows)
 
 
+@command(
+    "champion",
+    "set",
+    help="make an evaluation the baseline the gate compares against",
+    args=[
+        arg(
+            "--source",
+            default=str(paths.PREDICTIONS),
+            help="per-example predictions (default: the current evaluation)",
+        )
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     n = set_champion(Path(args.source))
     print(

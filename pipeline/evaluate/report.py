@@ -22,6 +22,8 @@ import io
 import subprocess
 from pathlib import Path
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.config import load_params
 from pipeline.evaluate.compare import slice_deltas, standings
 from pipeline.evaluate.evaluate import SLICE_DIMENSIONS
@@ -419,6 +421,16 @@ def build_report(base: str, out: Path) -> str:
     return markdown
 
 
+@command(
+    "report",
+    help="write the pull-request report (Markdown + PNG plots) comparing with a git ref",
+    args=[
+        arg("--base", default="main", help="the pull request's base: git ref to compare with"),
+        arg(
+            "--out", default=str(paths.REPORTS_DIR / "pr"), help="directory for report.md and plots"
+        ),
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     require_ref(args.base)
     out = Path(args.out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pipeline.commands import command
 from pipeline.config import load_params
 from pipeline.evaluate.compare import Standing, standings
 from pipeline.evaluate.scoring import group_entry, groups
@@ -32,6 +33,7 @@ def versus(s: Standing) -> tuple[str, str]:
     return f"{d.delta:+.3f} [{d.low:+.3f}, {d.high:+.3f}]", shown[s.verdict or ""]
 
 
+@command("summary", help="print the run's summary table")
 def main() -> int:
     from rich.console import Console
     from rich.table import Table

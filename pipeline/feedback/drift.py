@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.config import DriftParams, load_params
 from pipeline.data.index import PROMPTS, embed, indexed_collection, load_encoder
 from pipeline.feedback.logs import read_logs
@@ -191,6 +193,18 @@ def prometheus_registry(result: dict, namespace: str):
     return registry
 
 
+@command(
+    "drift",
+    help="compare recent request-log prompts with the training prompts; exit 1 on drift",
+    args=[
+        arg("--logs", nargs="+", required=True, help="request logs (.jsonl/dirs)"),
+        arg("--index", default=str(paths.INDEX_DIR), help="the Chroma index"),
+        arg("--out", default=str(paths.DRIFT_METRICS), help="verdict (JSON)"),
+        arg("--prom", default=str(paths.DRIFT_PROM), help="Prometheus text file"),
+        arg("--namespace", help="`namespace` label (default: $POD_NAMESPACE)"),
+        arg("--pushgateway", help="also push the gauges to this Pushgateway URL"),
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     from prometheus_client import push_to_gateway, write_to_textfile
 

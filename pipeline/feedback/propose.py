@@ -18,6 +18,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.io import UserError
 from pipeline.release.gitops import git, identity
 
@@ -63,6 +65,15 @@ def propose(prefs: Path, base: str, today: dt.date | None = None) -> str | None:
     return branch
 
 
+@command(
+    "feedback",
+    "propose",
+    help="commit changed preference pairs to a branch and open a pull request (gh)",
+    args=[
+        arg("--prefs", help=f"prefs file (default: {paths.PREFS_FILE})"),
+        arg("--base", default="main", help="the pull request's base branch"),
+    ],
+)
 def main(args) -> int:
     from pipeline.paths import PREFS_FILE
 

@@ -23,6 +23,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.config import FeedbackParams
 from pipeline.data.pii import scrub
 from pipeline.feedback.logs import read_logs
@@ -233,6 +235,18 @@ def sample(
     return tasks, summary
 
 
+@command(
+    "feedback",
+    "sample",
+    help="draw request logs for comparison: stratified, PII scrubbed, champion vs challenger",
+    args=[
+        arg("--logs", nargs="+", required=True, help="request-log files or dirs"),
+        arg("--n", type=int, help="tasks to draw (default: feedback.sample_size)"),
+        arg("--champion", help="log, an endpoint URL or a model dir (feedback.champion)"),
+        arg("--challenger", help="the same for the challenger (feedback.challenger)"),
+        arg("--out", help=f"tasks file (default: {paths.FEEDBACK_TASKS})"),
+    ],
+)
 def main(args) -> int:
     from pipeline.config import load_params
     from pipeline.paths import BASE_DIR, FEEDBACK_TASKS

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.data.prefs import check_pair, load_pairs
 from pipeline.feedback.votes import merge, read_raw_pairs, to_pairs
 from pipeline.io import DataError, UserError, iter_jsonl, write_jsonl
@@ -162,6 +164,15 @@ def pull(ls: Any, title: str, prefs: Path, corrections: bool) -> dict:
     return {"project_id": project.id, **counts, **change}
 
 
+@command(
+    "feedback",
+    "push",
+    help="import sampled tasks into the Label Studio project (no duplicates)",
+    args=[
+        arg("--tasks", help=f"tasks file (default: {paths.FEEDBACK_TASKS})"),
+        arg("--project", help="project title (default: feedback.project)"),
+    ],
+)
 def main_push(args) -> int:
     from pipeline.config import load_params
     from pipeline.paths import FEEDBACK_TASKS
@@ -178,6 +189,15 @@ def main_push(args) -> int:
     return 0
 
 
+@command(
+    "feedback",
+    "pull",
+    help="merge completed annotations into the preference pairs the dpo stage trains on",
+    args=[
+        arg("--out", help=f"prefs file (default: {paths.PREFS_FILE})"),
+        arg("--project", help="project title (default: feedback.project)"),
+    ],
+)
 def main_pull(args) -> int:
     from pipeline.config import load_params
     from pipeline.paths import PREFS_FILE

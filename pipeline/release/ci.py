@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from pipeline.commands import arg, command
 from pipeline.io import UserError
 from pipeline.paths import GATE_METRICS, REPORTS_DIR
 from pipeline.release import gitops
@@ -365,6 +366,26 @@ def push(remote: str | None) -> int:
     return 0
 
 
+@command(
+    "ci",
+    help="train.yml's steps between jobs (see pipeline/release/ci.py)",
+    args=[
+        arg(
+            "action", choices=["plan", "pack", "publish", "adopt", "push", "commit-results", "gate"]
+        ),
+        arg(
+            "--outcome",
+            choices=["success", "failure", "cancelled", "skipped", "none"],
+            default="none",
+            help="pack: dvc repro's outcome (success: dvc.lock and outputs too)",
+        ),
+        arg("--branch", help="publish: the pull request's branch"),
+        arg("--head", help="publish: the commit the results were trained from"),
+        arg("--bundle", help="publish: the bundle's sha256 (pack's output)"),
+        arg("--remote", help="push: DVC remote (default: core.remote)"),
+        arg("--local", action="store_true", help="commit-results: commit here, push nothing"),
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     if args.action == "plan":
         return plan()

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.commands import arg, command
 from pipeline.config import load_params
 from pipeline.io import UserError
 from pipeline.paths import ADAPTER_DIR, CHAMPION_PREDICTIONS, PREDICTIONS
@@ -516,11 +517,34 @@ def sync_alias(name: str, env: str, version: int | None) -> str:
     return f"MLflow alias {env}: {shown(before)} -> {shown(after)} (git wins)"
 
 
+@command(
+    "promote",
+    help="release a registered model to an environment: one git commit",
+    args=[
+        arg("env", help="staging or production"),
+        arg("--version", type=int, help="staging: MLflow version (default: this checkout's)"),
+        arg("--tag", help="production: the release tag (what staging ran there)"),
+        arg("--push", action="store_true", help="push the commit to origin"),
+    ],
+)
 def main_promote(args: argparse.Namespace) -> int:
     print(promote(args.env, args.version, args.tag, args.push))
     return 0
 
 
+@command(
+    "rollback",
+    help="git revert the last promotion of an environment",
+    args=[
+        arg("env", help="staging or production"),
+        arg("--to", help="revert promotions down to this version (N or vN)"),
+        arg(
+            "--release",
+            help="revert exactly this release id (RELEASE_SHA256); no-op if not current",
+        ),
+        arg("--push", action="store_true", help="push the revert"),
+    ],
+)
 def main_rollback(args: argparse.Namespace) -> int:
     print(rollback(args.env, args.to, args.push, args.release))
     return 0

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.commands import arg, command
 from pipeline.config import load_params
 from pipeline.evaluate.scoring import group_entry, kinds_of, primary
 from pipeline.io import UserError, read_json_object
@@ -250,6 +251,11 @@ def tag_version(name: str, version: int, commit: str | None, run_id: str, push: 
     return tag
 
 
+@command(
+    "register",
+    help="register the model in MLflow (and tag its commit <model>@vN)",
+    args=[arg("--push", action="store_true", help="push the version tag")],
+)
 def main(args: argparse.Namespace) -> int:
     name = load_params().mlflow.registered_model
     r = register(name, push=args.push)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from pipeline.commands import arg, command
 from pipeline.config import load_params
 from pipeline.io import UserError
 from pipeline.release.gitops import git
@@ -63,6 +64,19 @@ def short(value: str | None) -> str:
     return (value or "-")[:12]
 
 
+@command(
+    "status",
+    help="what is deployed where, with lineage, from git",
+    args=[
+        arg("env", nargs="?", help="one environment (default: all)"),
+        arg(
+            "--no-reconcile",
+            dest="reconcile",
+            action="store_false",
+            help="leave MLflow aliases as they are (default: git wins, aliases follow)",
+        ),
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     envs = [args.env] if args.env else environments()
     name = load_params().mlflow.registered_model

@@ -48,6 +48,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 
+from pipeline.commands import arg, command
 from pipeline.feedback.logs import RequestLog, now_iso
 from pipeline.io import UserError
 from pipeline.serve.engine import Delta, Engine, Faults, InjectedError, Job, QueueFull, Spread
@@ -104,8 +105,13 @@ class BodyLimit:
         body = json.dumps(
             error_body(f"request body over {self.limit} bytes", "BadRequestError", 413)
         ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -279,11 +285,17 @@ def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_B
                 )
 
             jobs = [
-                Job(ids, sampling_params(req, context.budget(len(ids)), len(server.tok),
-                                         server.defaults), adapter, emitter(p),
-                    stream=bool(req.stream))
+                Job(
+                    ids,
+                    sampling_params(
+                        req, context.budget(len(ids)), len(server.tok), server.defaults
+                    ),
+                    adapter,
+                    emitter(p),
+                    stream=bool(req.stream),
+                )
                 for p, ids in enumerate(prompts)
-            ]  # fmt: skip
+            ]
         except BadRequest as exc:
             return error(400, str(exc), "BadRequestError", exc.param)
         except LookupError as exc:
@@ -437,8 +449,14 @@ def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_B
             if not pending and include_usage:
                 prompt = sum(len(j.prompt_ids) for j in jobs)
                 out_tokens = sum(len(c.ids) for j in jobs for c in j.choices)
-                yield chunk([], {"prompt_tokens": prompt, "completion_tokens": out_tokens,
-                                 "total_tokens": prompt + out_tokens})  # fmt: skip
+                yield chunk(
+                    [],
+                    {
+                        "prompt_tokens": prompt,
+                        "completion_tokens": out_tokens,
+                        "total_tokens": prompt + out_tokens,
+                    },
+                )
             yield "data: [DONE]\n\n"
         finally:  # the client left (or the stream ended): stop generating for it
             for job in jobs:
@@ -488,6 +506,34 @@ def vllm_command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
+@command(
+    "serve",
+    help="OpenAI-compatible server with vLLM's metrics and request logs (CPU stand-in for vLLM)",
+    args=[
+        arg("--model", required=True, help="base model directory (e.g. models/base)"),
+        arg("--adapter", help="fine-tuned adapter or weights (e.g. models/adapter)"),
+        arg("--host", default="127.0.0.1"),
+        arg("--port", type=int, default=8000),
+        arg("--served-model-name", help="model name clients use (default: dir name)"),
+        arg("--adapter-name", default="notices", help="the adapter's model name"),
+        arg("--model-version", help="written to request logs (default: $MODEL_VERSION)"),
+        arg("--request-log", help="append request logs (JSON Lines) to this file"),
+        arg(
+            "--fault",
+            action="append",
+            metavar="NAME=VALUE",
+            help="error_rate=0.1, http_error_rate=0.1, latency_ms=800 or"
+            " ttft_factor=3 (repeatable)",
+        ),
+        arg("--engine", choices=["transformers", "vllm"], default="transformers"),
+        arg("--max-model-len", type=int, help="context length (default: the model's positions)"),
+        arg("--max-num-seqs", type=int, default=16, help="sequences decoded together (vLLM's)"),
+        arg("--max-waiting", type=int, default=256, help="requests that may wait; more get 503"),
+        arg("--max-body-bytes", type=int, default=4194304, help="larger bodies get 413"),
+        arg("--seed", type=int, default=0, help="seed of sampling"),
+        arg("--threads", type=int, help="torch CPU threads (default: torch's)"),
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     if args.engine == "vllm":
         import importlib.util
@@ -544,8 +590,16 @@ def main(args: argparse.Namespace) -> int:
         args.max_waiting,
     )
     engine.warm_up()
-    server = Server(tok, engine, name, adapter_name, version, max_model_len,
-                    RequestLog(args.request_log), generation_defaults(model_dir))  # fmt: skip
+    server = Server(
+        tok,
+        engine,
+        name,
+        adapter_name,
+        version,
+        max_model_len,
+        RequestLog(args.request_log),
+        generation_defaults(model_dir),
+    )
     names = ", ".join(n for n in (name, adapter_name) if n)
     print(
         f"serving {names} (version {version}, max_model_len {max_model_len}, max_num_seqs"

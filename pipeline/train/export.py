@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline import paths
+from pipeline.commands import arg, command
 from pipeline.io import UserError
 from pipeline.modeling import is_adapter, load_tokenizer
 from pipeline.paths import ADAPTER_DIR
@@ -39,12 +41,22 @@ def merge(base_dir: Path, finetuned_dir: Path, out_dir: Path) -> dict:
     return {"kind": kind, "out": str(out_dir), "bytes": size}
 
 
+@command(
+    "export",
+    help="write merged weights for serving without LoRA",
+    args=[
+        arg("--merge", action="store_true", help="merge the adapter into the base"),
+        arg("--base-model", default=str(paths.BASE_DIR), help="the base model directory"),
+        arg("--adapter", default=str(paths.ADAPTER_DIR)),
+        arg("--out", default=str(paths.MERGED_DIR)),
+    ],
+)
 def main(args: argparse.Namespace) -> int:
     if not args.merge:
         raise UserError(
             f"the adapter in {ADAPTER_DIR} is served as it is (vLLM --enable-lora "
             f"--lora-modules NAME={ADAPTER_DIR}); pass --merge for standalone weights"
         )
-    done = merge(Path(args.base), Path(args.adapter), Path(args.out))
+    done = merge(Path(args.base_model), Path(args.adapter), Path(args.out))
     print(f"export: {done['kind']} -> {done['out']} ({done['bytes'] / 1e6:.1f} MB safetensors)")
     return 0

@@ -38,76 +38,210 @@ def lines(*rows: object) -> bytes:
 
 # (case, file bytes, --format, line, rule): every one must be rejected as `file:line: rule`
 BAD = [
-    ("invalid JSON, JSON Lines", lines(alpaca(1), '{"instruction": "x",'), None, 2,
-     "invalid JSON"),
-    ("invalid JSON inside an array", f"[\n{j(alpaca(1))},\n\n{{oops}}\n]".encode(), None, 4,
-     "invalid JSON"),
-    ("one object over several lines", json.dumps({"data": [alpaca(1)]}, indent=2).encode(),
-     None, 1, "one JSON object over several lines"),
-    ("missing output", lines(alpaca(1), alpaca(2, output=None)), None, 2,
-     "`output` is required"),
-    ("missing instruction and input", lines({"instruction": "", "output": "x"}), None, 1,
-     "`instruction` is missing and `input` is empty"),
+    ("invalid JSON, JSON Lines", lines(alpaca(1), '{"instruction": "x",'), None, 2, "invalid JSON"),
+    (
+        "invalid JSON inside an array",
+        f"[\n{j(alpaca(1))},\n\n{{oops}}\n]".encode(),
+        None,
+        4,
+        "invalid JSON",
+    ),
+    (
+        "one object over several lines",
+        json.dumps({"data": [alpaca(1)]}, indent=2).encode(),
+        None,
+        1,
+        "one JSON object over several lines",
+    ),
+    ("missing output", lines(alpaca(1), alpaca(2, output=None)), None, 2, "`output` is required"),
+    (
+        "missing instruction and input",
+        lines({"instruction": "", "output": "x"}),
+        None,
+        1,
+        "`instruction` is missing and `input` is empty",
+    ),
     ("wrongly typed output", lines(alpaca(1, output=42)), None, 1, "`output` must be a string"),
     ("wrongly typed input", lines(alpaca(1, input=["a"])), None, 1, "`input` must be a string"),
     ("wrongly typed id", lines(alpaca(1, id=["a"])), None, 1, "`id` must be a non-empty string"),
-    ("wrongly typed category", lines(alpaca(1, category=3)), None, 1,
-     "`category`/`task` must be a string"),
+    (
+        "wrongly typed category",
+        lines(alpaca(1, category=3)),
+        None,
+        1,
+        "`category`/`task` must be a string",
+    ),
     ("empty file", b"", None, 1, "empty file"),
     ("whitespace only, CRLF", b"\r\n  \r\n", None, 1, "empty file"),
     ("empty array", b"[ ]\n", None, 1, "empty file"),
-    ("UTF-16 with BOM", codecs.BOM_UTF16_LE + j(alpaca(1)).encode("utf-16-le"), None, 1,
-     "encoding: UTF-16"),
+    (
+        "UTF-16 with BOM",
+        codecs.BOM_UTF16_LE + j(alpaca(1)).encode("utf-16-le"),
+        None,
+        1,
+        "encoding: UTF-16",
+    ),
     ("GBK", lines(alpaca(1)) + j(alpaca(2)).encode("gbk"), None, 2, "encoding: not UTF-8"),
     ("NUL byte", lines(alpaca(1), alpaca(2)) + b"\x00\x00", None, 3, "NUL byte"),
     ("NUL character escaped", lines(alpaca(1, output="a\u0000b")), None, 1, "NUL character"),
     ("nested arrays", f"[[[{j(alpaca(1))}]]]".encode(), None, 1, "nested arrays"),
-    ("nesting bomb, JSON Lines", lines(alpaca(1), '{"a": ' * 100_000 + "1" + "}" * 100_000),
-     None, 2, "JSON nested 100000 levels deep, more than 32"),
-    ("nesting bomb in an array", ("[" + "[" * 5000 + "]" * 5000 + "]").encode(), None, 1,
-     "JSON nested 5001 levels deep"),
-    ("nesting inside a field", lines(j(alpaca(1))[:-1] + ', "meta": ' + "[" * 32 + "]" * 32 + "}"),
-     None, 1, "JSON nested 33 levels deep"),
-    ("list of two records", f"[\n[{j(alpaca(1))}, {j(alpaca(2))}]\n]".encode(), None, 2,
-     "not a list of 2 items"),
-    ("a record that is a string", lines(alpaca(1), '"hello"'), None, 2,
-     "must be a JSON object"),
-    ("duplicate ids", lines(alpaca(1, id="a"), alpaca(2, id="b"), alpaca(3, id="a")), None, 3,
-     "duplicate id 'a' (first at"),
-    ("duplicate records without ids", lines(alpaca(1), alpaca(2), alpaca(1)), None, 3,
-     "duplicate id"),
-    ("eval/train leakage: one prompt, two ids", lines(alpaca(1, id="a"),
-     alpaca(1, id="b", output="Hi")), None, 2, "eval/train leakage"),
+    (
+        "nesting bomb, JSON Lines",
+        lines(alpaca(1), '{"a": ' * 100_000 + "1" + "}" * 100_000),
+        None,
+        2,
+        "JSON nested 100000 levels deep, more than 32",
+    ),
+    (
+        "nesting bomb in an array",
+        ("[" + "[" * 5000 + "]" * 5000 + "]").encode(),
+        None,
+        1,
+        "JSON nested 5001 levels deep",
+    ),
+    (
+        "nesting inside a field",
+        lines(j(alpaca(1))[:-1] + ', "meta": ' + "[" * 32 + "]" * 32 + "}"),
+        None,
+        1,
+        "JSON nested 33 levels deep",
+    ),
+    (
+        "list of two records",
+        f"[\n[{j(alpaca(1))}, {j(alpaca(2))}]\n]".encode(),
+        None,
+        2,
+        "not a list of 2 items",
+    ),
+    ("a record that is a string", lines(alpaca(1), '"hello"'), None, 2, "must be a JSON object"),
+    (
+        "duplicate ids",
+        lines(alpaca(1, id="a"), alpaca(2, id="b"), alpaca(3, id="a")),
+        None,
+        3,
+        "duplicate id 'a' (first at",
+    ),
+    (
+        "duplicate records without ids",
+        lines(alpaca(1), alpaca(2), alpaca(1)),
+        None,
+        3,
+        "duplicate id",
+    ),
+    (
+        "eval/train leakage: one prompt, two ids",
+        lines(alpaca(1, id="a"), alpaca(1, id="b", output="Hi")),
+        None,
+        2,
+        "eval/train leakage",
+    ),
     ("oversize row", lines(alpaca(1, output="长" * 2500)), None, 1, "more than 2000"),
-    ("oversize preference pair", lines({"prompt": "p", "chosen": "a" * 9000, "rejected": "b"}),
-     None, 1, "oversize record"),
-    ("script injection in HTML", lines(alpaca(1, output="<script>alert(1)</script>")), None, 1,
-     "HTML script"),
-    ("event-handler injection", lines(alpaca(1, input='<img src=x onerror="alert(1)">')), None,
-     1, "HTML script"),
-    ("unknown category", lines(NOTICE | {"category": "体育"}), None, 1,
-     "`category` '体育' is not one of"),
-    ("unparseable date", lines(NOTICE | {"publish_date": "2025/13/45"}), None, 1,
-     "`publish_date` '2025/13/45' is not an ISO date"),
-    ("unknown format", lines({"question": "q", "answer": "a"}), None, 1,
-     "format: cannot tell it from the fields (answer, question)"),
-    ("sharegpt multi-turn", lines({"conversations": [
-        {"from": "human", "value": "a"}, {"from": "gpt", "value": "b"},
-        {"from": "human", "value": "c"}, {"from": "gpt", "value": "d"}]}), None, 1,
-     "one user turn and one assistant answer"),
-    ("sharegpt unknown role", lines({"conversations": [
-        {"from": "robot", "value": "a"}, {"from": "gpt", "value": "b"}]}), None, 1,
-     "`conversations[0].from` 'robot' is not a known role"),
-    ("openai content not a string", lines({"messages": [
-        {"role": "user", "content": ["a"]}, {"role": "assistant", "content": "b"}]}), None, 1,
-     "`messages[0].content` must be a string"),
-    ("prefs without a shared prompt", lines({"chosen": [{"role": "assistant", "content": "a"}],
-     "rejected": [{"role": "assistant", "content": "b"}]}), None, 1, "no `prompt`"),
-    ("prefs with the same answer twice", lines({"prompt": "p", "chosen": "a", "rejected": "a"}),
-     None, 1, "`chosen` and `rejected` are the same answer"),
-    ("a record not in the forced format", lines(alpaca(1)), "sharegpt", 1,
-     "`conversations` must be a non-empty list"),
-]  # fmt: skip
+    (
+        "oversize preference pair",
+        lines({"prompt": "p", "chosen": "a" * 9000, "rejected": "b"}),
+        None,
+        1,
+        "oversize record",
+    ),
+    (
+        "script injection in HTML",
+        lines(alpaca(1, output="<script>alert(1)</script>")),
+        None,
+        1,
+        "HTML script",
+    ),
+    (
+        "event-handler injection",
+        lines(alpaca(1, input='<img src=x onerror="alert(1)">')),
+        None,
+        1,
+        "HTML script",
+    ),
+    (
+        "unknown category",
+        lines(NOTICE | {"category": "体育"}),
+        None,
+        1,
+        "`category` '体育' is not one of",
+    ),
+    (
+        "unparseable date",
+        lines(NOTICE | {"publish_date": "2025/13/45"}),
+        None,
+        1,
+        "`publish_date` '2025/13/45' is not an ISO date",
+    ),
+    (
+        "unknown format",
+        lines({"question": "q", "answer": "a"}),
+        None,
+        1,
+        "format: cannot tell it from the fields (answer, question)",
+    ),
+    (
+        "sharegpt multi-turn",
+        lines(
+            {
+                "conversations": [
+                    {"from": "human", "value": "a"},
+                    {"from": "gpt", "value": "b"},
+                    {"from": "human", "value": "c"},
+                    {"from": "gpt", "value": "d"},
+                ]
+            }
+        ),
+        None,
+        1,
+        "one user turn and one assistant answer",
+    ),
+    (
+        "sharegpt unknown role",
+        lines({"conversations": [{"from": "robot", "value": "a"}, {"from": "gpt", "value": "b"}]}),
+        None,
+        1,
+        "`conversations[0].from` 'robot' is not a known role",
+    ),
+    (
+        "openai content not a string",
+        lines(
+            {
+                "messages": [
+                    {"role": "user", "content": ["a"]},
+                    {"role": "assistant", "content": "b"},
+                ]
+            }
+        ),
+        None,
+        1,
+        "`messages[0].content` must be a string",
+    ),
+    (
+        "prefs without a shared prompt",
+        lines(
+            {
+                "chosen": [{"role": "assistant", "content": "a"}],
+                "rejected": [{"role": "assistant", "content": "b"}],
+            }
+        ),
+        None,
+        1,
+        "no `prompt`",
+    ),
+    (
+        "prefs with the same answer twice",
+        lines({"prompt": "p", "chosen": "a", "rejected": "a"}),
+        None,
+        1,
+        "`chosen` and `rejected` are the same answer",
+    ),
+    (
+        "a record not in the forced format",
+        lines(alpaca(1)),
+        "sharegpt",
+        1,
+        "`conversations` must be a non-empty list",
+    ),
+]
 
 
 @pytest.mark.parametrize("case, data, fmt, line, rule", BAD, ids=[c[0] for c in BAD])
@@ -152,35 +286,101 @@ def test_ids_and_prompts_already_in_data_raw_are_rejected(tmp_path):
 SYSTEM = {"from": "system", "value": "你是助手"}
 # (case, file bytes, format detected, what the first row holds)
 GOOD = [
-    ("UTF-8 BOM and CRLF", codecs.BOM_UTF8 + lines(alpaca(1)).replace(b"\n", b"\r\n"), "alpaca",
-     {"instruction": "把第1句翻译成英文。", "input": "你好", "output": "Hello"}),
-    ("JSON array in a .jsonl-named file", f"[{j(alpaca(1))},\n{j(alpaca(2))}]".encode(),
-     "alpaca", {"output": "Hello"}),
-    ("an array of one-item lists", f"[[{j(alpaca(1))}],\n[{j(alpaca(2))}]]".encode(), "alpaca",
-     {"output": "Hello"}),
-    ("JSON Lines of one-item lists", lines([alpaca(1)], [alpaca(2)]), "alpaca",
-     {"output": "Hello"}),
-    ("empty and null input", lines(alpaca(1, input=""), alpaca(2, input=None)), "alpaca",
-     {"input": ""}),
-    ("missing instruction: the input is it", lines({"input": "你好", "output": "Hello"}),
-     "alpaca", {"instruction": "你好", "input": ""}),
-    ("integer ids, own task field", lines(alpaca(1, id=7, task="翻译")), "alpaca",
-     {"id": "7", "category": "翻译"}),
-    ("sharegpt with a system turn", lines({"conversations": [SYSTEM,
-     {"from": "human", "value": "问"}, {"from": "gpt", "value": "答"}]}), "sharegpt",
-     {"system": "你是助手", "instruction": "问", "output": "答"}),
-    ("openai messages", lines({"messages": [{"role": "user", "content": "问"},
-     {"role": "assistant", "content": "答"}], "category": "问答"}), "openai",
-     {"instruction": "问", "category": "问答", "source": "mine"}),
-    ("prefs with a prompt", lines({"prompt": "p", "chosen": "a", "rejected": "b"}), "prefs",
-     {"prompt": [{"role": "user", "content": "p"}]}),
-    ("prefs sharing a conversation", lines({"chosen": [{"role": "user", "content": "p"},
-     {"role": "assistant", "content": "a"}], "rejected": [{"role": "user", "content": "p"},
-     {"role": "assistant", "content": "b"}]}), "prefs",
-     {"prompt": [{"role": "user", "content": "p"}],
-      "rejected": [{"role": "assistant", "content": "b"}]}),
+    (
+        "UTF-8 BOM and CRLF",
+        codecs.BOM_UTF8 + lines(alpaca(1)).replace(b"\n", b"\r\n"),
+        "alpaca",
+        {"instruction": "把第1句翻译成英文。", "input": "你好", "output": "Hello"},
+    ),
+    (
+        "JSON array in a .jsonl-named file",
+        f"[{j(alpaca(1))},\n{j(alpaca(2))}]".encode(),
+        "alpaca",
+        {"output": "Hello"},
+    ),
+    (
+        "an array of one-item lists",
+        f"[[{j(alpaca(1))}],\n[{j(alpaca(2))}]]".encode(),
+        "alpaca",
+        {"output": "Hello"},
+    ),
+    (
+        "JSON Lines of one-item lists",
+        lines([alpaca(1)], [alpaca(2)]),
+        "alpaca",
+        {"output": "Hello"},
+    ),
+    (
+        "empty and null input",
+        lines(alpaca(1, input=""), alpaca(2, input=None)),
+        "alpaca",
+        {"input": ""},
+    ),
+    (
+        "missing instruction: the input is it",
+        lines({"input": "你好", "output": "Hello"}),
+        "alpaca",
+        {"instruction": "你好", "input": ""},
+    ),
+    (
+        "integer ids, own task field",
+        lines(alpaca(1, id=7, task="翻译")),
+        "alpaca",
+        {"id": "7", "category": "翻译"},
+    ),
+    (
+        "sharegpt with a system turn",
+        lines(
+            {
+                "conversations": [
+                    SYSTEM,
+                    {"from": "human", "value": "问"},
+                    {"from": "gpt", "value": "答"},
+                ]
+            }
+        ),
+        "sharegpt",
+        {"system": "你是助手", "instruction": "问", "output": "答"},
+    ),
+    (
+        "openai messages",
+        lines(
+            {
+                "messages": [
+                    {"role": "user", "content": "问"},
+                    {"role": "assistant", "content": "答"},
+                ],
+                "category": "问答",
+            }
+        ),
+        "openai",
+        {"instruction": "问", "category": "问答", "source": "mine"},
+    ),
+    (
+        "prefs with a prompt",
+        lines({"prompt": "p", "chosen": "a", "rejected": "b"}),
+        "prefs",
+        {"prompt": [{"role": "user", "content": "p"}]},
+    ),
+    (
+        "prefs sharing a conversation",
+        lines(
+            {
+                "chosen": [{"role": "user", "content": "p"}, {"role": "assistant", "content": "a"}],
+                "rejected": [
+                    {"role": "user", "content": "p"},
+                    {"role": "assistant", "content": "b"},
+                ],
+            }
+        ),
+        "prefs",
+        {
+            "prompt": [{"role": "user", "content": "p"}],
+            "rejected": [{"role": "assistant", "content": "b"}],
+        },
+    ),
     ("raw notices as they are", lines(NOTICE), "jsonl", {"id": NOTICE["id"]}),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("case, data, fmt, first", GOOD, ids=[c[0] for c in GOOD])
@@ -282,22 +482,38 @@ def test_prepare_rejects_bad_instruction_rows_with_file_line_and_rule(tmp_path):
 INSTRUCT = {"kind": "instruction", "id": "x-1", "instruction": "问", "input": "", "output": "答"}
 RAW_BAD = [
     ("invalid JSON", lines(INSTRUCT, "{oops"), 2, "invalid JSON"),
-    ("GBK", lines(INSTRUCT) + j(INSTRUCT | {"id": "x-2", "output": "答案"}).encode("gbk"), 2,
-     "encoding: not UTF-8"),
+    (
+        "GBK",
+        lines(INSTRUCT) + j(INSTRUCT | {"id": "x-2", "output": "答案"}).encode("gbk"),
+        2,
+        "encoding: not UTF-8",
+    ),
     ("missing field", lines(INSTRUCT | {"output": None}), 1, "`output` is required"),
     ("wrong type", lines(INSTRUCT | {"input": 5}), 1, "`input` must be a string or null"),
     ("duplicate of a shipped id", lines(INSTRUCT | {"id": NOTICE["id"]}), 1, "duplicate id"),
     ("eval/train leakage", lines(INSTRUCT, INSTRUCT | {"id": "x-2"}), 2, "eval/train leakage"),
     ("oversize row", lines(INSTRUCT | {"output": "长" * 100_001}), 1, "more than 100000"),
     ("NUL character", lines(INSTRUCT | {"output": "a\u0000b"}), 1, "NUL character"),
-    ("nesting bomb", lines(INSTRUCT, '{"a": ' * 50_000 + "1" + "}" * 50_000), 2,
-     "JSON nested 50000 levels deep, more than 32"),
+    (
+        "nesting bomb",
+        lines(INSTRUCT, '{"a": ' * 50_000 + "1" + "}" * 50_000),
+        2,
+        "JSON nested 50000 levels deep, more than 32",
+    ),
     ("script injection", lines(INSTRUCT | {"input": "<script>x()</script>"}), 1, "HTML script"),
-    ("unknown category", lines(NOTICE | {"id": "n-1", "category": "体育"}), 1,
-     "`category` '体育' is not one of"),
-    ("unparseable date", lines(NOTICE | {"id": "n-1", "publish_date": "下周一"}), 1,
-     "`publish_date` '下周一' is not an ISO date"),
-]  # fmt: skip
+    (
+        "unknown category",
+        lines(NOTICE | {"id": "n-1", "category": "体育"}),
+        1,
+        "`category` '体育' is not one of",
+    ),
+    (
+        "unparseable date",
+        lines(NOTICE | {"id": "n-1", "publish_date": "下周一"}),
+        1,
+        "`publish_date` '下周一' is not an ISO date",
+    ),
+]
 
 
 def _outputs(repo) -> dict[str, bytes]:
@@ -364,7 +580,7 @@ def test_added_data_goes_through_dvc_repro_into_its_own_task_and_slices(tmp_path
     assert "data add: 30 alpaca records" in added.stdout
     assert (repo / "data/raw/faq.jsonl").exists()
     proc = run(["dvc", "repro", "prepare", "validate"], cwd=repo)
-    # the sample ships 200 (helpdesk, pipeline/data/sample.py)
+    # the sample ships 200 (helpdesk, pipeline/data/synthetic.py)
     assert "230 instruction rows included" in proc.stdout and "validate: passed" in proc.stdout
     records = [
         json.loads(line)

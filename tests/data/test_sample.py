@@ -4,8 +4,8 @@ from collections import Counter, defaultdict
 
 from pipeline.config import PrepareParams, ValidateParams
 from pipeline.data.prepare import clean_notices, prepare
-from pipeline.data.sample import KINDS, generate
 from pipeline.data.schema import CATEGORIES
+from pipeline.data.synthetic import KINDS, generate
 from pipeline.data.validate import describe_failure, validate
 from pipeline.io import read_jsonl, write_jsonl
 

@@ -22,7 +22,7 @@ from pipeline.config import DriftParams, IndexParams, PrepareParams
 from pipeline.data.index import build_index, embed, last_user_text
 from pipeline.data.prepare import prepare
 from pipeline.data.records import task_records
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 from pipeline.feedback.drift import DRIFT, INSUFFICIENT, OK, compare, reference_embeddings
 from pipeline.feedback.logs import RequestLog
 
@@ -39,8 +39,13 @@ def other_domain(n: int, seed: int = 0) -> list[str]:
     items = ["order", "laptop", "subscription", "router", "headphones", "invoice", "account"]
     dishes = ["lasagna", "banana bread", "chicken curry", "pancakes", "miso soup", "risotto"]
     langs = ["Python", "Rust", "JavaScript", "Go", "SQL", "Bash"]
-    tasks = ["parse a CSV file", "reverse a linked list", "retry an HTTP request",
-             "read environment variables", "open a file safely"]  # fmt: skip
+    tasks = [
+        "parse a CSV file",
+        "reverse a linked list",
+        "retry an HTTP request",
+        "read environment variables",
+        "open a file safely",
+    ]
     templates = [
         lambda: (
             f"Hi, my {rng.choice(items)} #{rng.randint(1000, 9999)} arrived broken "
@@ -117,10 +122,18 @@ def test_another_domain_is_flagged_alone_and_mixed_in(index_dir, same_pool, othe
 def write_log(path, prompts: list[str], bad_lines: int = 0) -> None:
     log = RequestLog(path)
     for i, prompt in enumerate(prompts):
-        log.write({"time": f"2026-11-22T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
-                   "request_id": f"r{i}", "model_version": "3", "prompt": prompt,
-                   "response": "教务", "latency_ms": 20.0, "prompt_tokens": 50,
-                   "completion_tokens": 2})  # fmt: skip
+        log.write(
+            {
+                "time": f"2026-11-22T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                "request_id": f"r{i}",
+                "model_version": "3",
+                "prompt": prompt,
+                "response": "教务",
+                "latency_ms": 20.0,
+                "prompt_tokens": 50,
+                "completion_tokens": 2,
+            }
+        )
     with open(path, "a", encoding="utf-8") as fh:
         fh.write("{truncated\n" * bad_lines)
 
@@ -141,8 +154,9 @@ def read(path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_cli_same_distribution_passes_and_reports_the_bad_lines(workdir, index_dir, same_pool,
-                                                                 capsys):  # fmt: skip
+def test_cli_same_distribution_passes_and_reports_the_bad_lines(
+    workdir, index_dir, same_pool, capsys
+):
     write_log(workdir / "logs/requests.jsonl", same_pool[0][: P.min_samples], bad_lines=2)
     assert drift(index_dir, "--logs", "logs") == 0
     result = read(workdir / "metrics/drift.json")
@@ -172,8 +186,9 @@ def test_cli_flags_drift_with_exit_1_and_an_exposition_promtool_accepts(
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (`make tools`)")
-    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                           text=True)  # fmt: skip
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -211,8 +226,10 @@ def pushgateway(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
         [binary, f"--web.listen-address={url.removeprefix('http://')}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -12,7 +12,7 @@ from pipeline.cli import main as cli
 from pipeline.config import IndexParams, PrepareParams
 from pipeline.data.index import NOTICES, PROMPTS, build_index, open_client, open_collection
 from pipeline.data.prepare import prepare
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 from pipeline.io import write_jsonl
 
 from ..conftest import ROOT, run

@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.config import TASKS, TrainParams
 from pipeline.data.records import task_records
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 from pipeline.io import UserError
 from pipeline.train.launch import EXTRA_ARGS, accelerate_command
 
@@ -20,9 +20,14 @@ from ..conftest import ROOT, run
 def test_train_stage_runs_under_accelerate_launch(tmp_path, tiny_base):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(
-        method="full", max_steps=4, batch_size=4, save_steps=0, max_length=256,
-        launcher="accelerate", accelerate_config="configs/accelerate/cpu.yaml",
-    )  # fmt: skip
+        method="full",
+        max_steps=4,
+        batch_size=4,
+        save_steps=0,
+        max_length=256,
+        launcher="accelerate",
+        accelerate_config="configs/accelerate/cpu.yaml",
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     shutil.copytree(tiny_base, tmp_path / "models/base")
@@ -56,7 +61,11 @@ def test_cluster_flags_come_from_the_environment(name, monkeypatch):
     cmd = accelerate_command(p, "pipeline.train.dpo")
     assert cmd[-2:] == ["-m", "pipeline.train.dpo"]
     assert cmd[cmd.index("--config_file") + 1 :][:5] == [
-        f"configs/accelerate/{name}.yaml", "--num_machines", "2", "--machine_rank", "1",
-    ]  # fmt: skip
+        f"configs/accelerate/{name}.yaml",
+        "--num_machines",
+        "2",
+        "--machine_rank",
+        "1",
+    ]
     config = yaml.safe_load((ROOT / f"configs/accelerate/{name}.yaml").read_text())
     assert config["distributed_type"] in {"NO", "MULTI_GPU", "FSDP", "DEEPSPEED"}

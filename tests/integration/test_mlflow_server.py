@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pipeline.data.records import task_records
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 
 from ..conftest import BIN, running_mlflow_server
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline.data.records import task_records
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 
 pytestmark = pytest.mark.integration
 

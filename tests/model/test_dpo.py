@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import TASKS, DpoParams, LoraParams, TrainParams
 from pipeline.data.prefs import sample_pairs
 from pipeline.data.records import task_records
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 from pipeline.modeling import is_adapter, load_model, load_tokenizer
 from pipeline.train.dpo import dpo, main, pair_logps
 from pipeline.train.train import train
@@ -18,9 +18,13 @@ from ..conftest import ROOT
 
 PAIRS = sample_pairs(generate(24), list(TASKS))
 DPO = dataclasses.replace(
-    DpoParams(), max_steps=12, batch_size=4, learning_rate=5.0e-3, max_length=256,
+    DpoParams(),
+    max_steps=12,
+    batch_size=4,
+    learning_rate=5.0e-3,
+    max_length=256,
     lora=LoraParams(r=4, alpha=8),
-)  # fmt: skip
+)
 
 
 def margins_grow(summary: dict) -> None:
@@ -46,8 +50,9 @@ def test_dpo_on_full_sft_weights_merges_its_lora_back(tiny_base, tmp_path):
 def test_dpo_continues_a_lora_adapter_and_saves_one_adapter(tiny_base, tmp_path):
     sft = tmp_path / "sft"
     records = [r for n in generate(12) for r in task_records(n, list(TASKS))]
-    lora = TrainParams(method="lora", max_steps=4, batch_size=4, save_steps=0,
-                       lora=LoraParams(r=4, alpha=8))  # fmt: skip
+    lora = TrainParams(
+        method="lora", max_steps=4, batch_size=4, save_steps=0, lora=LoraParams(r=4, alpha=8)
+    )
     train(lora, tiny_base, records, sft, tmp_path / "ckpt")
     out = tmp_path / "out"
     summary = dpo(DPO, TrainParams(), tiny_base, sft, PAIRS, PAIRS, out, tmp_path / "work")
@@ -59,10 +64,13 @@ def test_dpo_continues_a_lora_adapter_and_saves_one_adapter(tiny_base, tmp_path)
     assert pair_logps(load_model(tiny_base, out), tok, PAIRS[:6]) != sft_scores
 
 
-@pytest.mark.parametrize("enabled, prefs, reason", [
-    (True, None, "no preference pairs"),
-    (False, PAIRS, "dpo.enabled is false"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "enabled, prefs, reason",
+    [
+        (True, None, "no preference pairs"),
+        (False, PAIRS, "dpo.enabled is false"),
+    ],
+)
 def test_stage_passes_the_sft_model_through_and_says_why(in_tmp, tiny_base, enabled, prefs, reason):
     params = (ROOT / "params.yaml").read_text()
     (in_tmp / "params.yaml").write_text(

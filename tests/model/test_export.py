@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.config import LoraParams, TrainParams
 from pipeline.data.records import task_records
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 from pipeline.io import UserError
 from pipeline.modeling import generate as generate_text
 from pipeline.modeling import is_adapter, load_model, load_tokenizer

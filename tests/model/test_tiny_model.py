@@ -1,7 +1,7 @@
 """Behaviour of the built-in tiny model's pieces, on a model small enough to build in seconds."""
 
 from pipeline.data.records import task_records
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 from pipeline.modeling import generate as generate_text
 from pipeline.modeling import load_model, load_tokenizer
 

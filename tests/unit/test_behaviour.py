@@ -1,5 +1,5 @@
 from pipeline.data.records import task_records
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 from pipeline.evaluate.behaviour import PERTURBATIONS, invariance_cases, perturb
 
 

@@ -1,5 +1,5 @@
 from pipeline.data.clean import html_to_text, normalize, strip_boilerplate
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 
 
 def test_full_width_letters_digits_and_spaces_become_ascii_but_chinese_punctuation_stays():

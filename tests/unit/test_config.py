@@ -5,7 +5,14 @@ import sys
 import pytest
 import yaml
 
-from pipeline.config import BUILTIN_BASE, ParamsError, load_params, parse_params
+from pipeline.config import (
+    BUILTIN_BASE,
+    ParamsError,
+    load_params,
+    parse_params,
+    read_params_file,
+    stages_own_sections,
+)
 
 from ..conftest import ROOT
 
@@ -109,13 +116,16 @@ def test_llmops_params_prints_the_resolved_config():
         text=True,
         check=True,
     ).stdout
-    assert yaml.safe_load(out) == load_params(ROOT / "params.yaml").as_dict()
+    raw = read_params_file(ROOT / "params.yaml")
+    own = {k: raw[k] for k in stages_own_sections(ROOT / "dvc.yaml") & raw.keys()}
+    assert yaml.safe_load(out) == load_params(ROOT / "params.yaml").as_dict() | own
 
 
 def test_bad_params_make_the_cli_exit_2_with_the_key(tmp_path):
     raw = raw_params()
     raw["train"]["learning_rate"] = "3e-3"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "params"],
         cwd=tmp_path,
@@ -170,7 +180,10 @@ def test_every_default_is_the_shipped_params_yaml_value():
                 out[f"{prefix}{key}"] = value
         return out
 
-    shipped = flat(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    own = stages_own_sections(ROOT / "dvc.yaml")  # typed by their stages' modules
+    shipped = flat(
+        {k: v for k, v in read_params_file(ROOT / "params.yaml").items() if k not in own}
+    )
     defaults = flat(parse_params({}).as_dict())  # every key from its default
     assert sorted(set(defaults) - set(shipped)) == [], "keys params.yaml does not name"
     differ = {k: (defaults[k], v) for k, v in shipped.items() if defaults.get(k) != v}

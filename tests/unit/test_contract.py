@@ -1,6 +1,7 @@
 """dvc.yaml and the package must agree: stage names, commands, deps, params and paths."""
 
 import dataclasses
+import importlib
 import typing
 from pathlib import Path
 
@@ -8,14 +9,14 @@ import pytest
 import yaml
 
 from pipeline import paths
-from pipeline.cli import COMMANDS
-from pipeline.config import Params
+from pipeline.cli import build_parser
+from pipeline.config import Params, stages_own_sections
 from pipeline.deps import imports, module_file, rewrite, wanted
 
 from ..conftest import ROOT
 
-STAGES = ["ingest", "prepare", "validate", "base", "train", "dpo", "evaluate", "gate", "index"]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+STAGES = list(DVC)
 
 
 def module_of(stage: str) -> str:
@@ -24,8 +25,22 @@ def module_of(stage: str) -> str:
     return cmd.split()[2]
 
 
-def test_stages_are_the_pipeline_in_order():
-    assert list(DVC) == STAGES
+def test_stages_are_listed_in_pipeline_order():
+    """No stage reads what a stage listed after it writes."""
+    for i, (stage, spec) in enumerate(DVC.items()):
+        later = {out: other for other in STAGES[i + 1 :] for out in outputs(DVC[other])}
+        for dep in spec.get("deps", []):
+            for out, other in later.items():
+                inside = dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
+                assert not inside, f"{stage} reads {dep}, written by {other}, listed after it"
+
+
+def outputs(spec: dict) -> list[str]:
+    return [
+        next(iter(o)) if isinstance(o, dict) else o
+        for kind in ("outs", "metrics", "plots")
+        for o in spec.get(kind, [])
+    ]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -49,6 +64,8 @@ def test_params_name_real_sections_and_keys(stage):
     sections = typing.get_type_hints(Params)
     for entry in DVC[stage].get("params", []):
         section, _, key = entry.partition(".")
+        if section == stage and section in stages_own_sections(ROOT / "dvc.yaml"):
+            continue  # the stage's own section, typed in its module
         assert section in sections, entry
         if key:
             assert key in {f.name for f in dataclasses.fields(sections[section])}, entry
@@ -56,8 +73,7 @@ def test_params_name_real_sections_and_keys(stage):
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_stage_has_a_cli_command_running_the_same_main(stage):
-    targets = {words: target for words, target, *_ in COMMANDS}
-    assert targets[(stage,)] == f"{module_of(stage)}:main"
+    assert build_parser().parse_args([stage]).target == f"{module_of(stage)}:main"
 
 
 def test_dvc_outputs_are_the_paths_the_package_writes():
@@ -66,7 +82,9 @@ def test_dvc_outputs_are_the_paths_the_package_writes():
         for kind in ("outs", "metrics", "plots"):
             for out in stage.get(kind, []):
                 declared.add(next(iter(out)) if isinstance(out, dict) else out)
-    package = {str(v) for k, v in vars(paths).items() if k.isupper() and isinstance(v, Path)}
+    package = path_constants(paths)
+    for stage in STAGES:  # and the paths a stage alone writes, named in its module
+        package |= path_constants(importlib.import_module(module_of(stage)))
     assert declared <= package, declared - package
     for name in (
         "PREPARED_DIR",
@@ -85,6 +103,10 @@ def test_dvc_outputs_are_the_paths_the_package_writes():
         "INDEX_METRICS",
     ):
         assert str(getattr(paths, name)) in declared, name
+
+
+def path_constants(module) -> set[str]:
+    return {str(v) for k, v in vars(module).items() if k.isupper() and isinstance(v, Path)}
 
 
 def test_metrics_are_small_files_kept_in_git():

@@ -11,8 +11,8 @@ from pipeline.config import ParamsError, PrepareParams, load_params, parse_param
 from pipeline.data.dedup import dedup, jaccard, lsh_bands, notice_text, shingles
 from pipeline.data.prepare import clean_notices, prepare
 from pipeline.data.records import split_of
-from pipeline.data.sample import generate
 from pipeline.data.schema import load_notices
+from pipeline.data.synthetic import generate
 
 from ..conftest import ROOT
 

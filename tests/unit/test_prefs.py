@@ -8,7 +8,7 @@ import pytest
 from pipeline.config import TASKS, PrepareParams
 from pipeline.data.prefs import check_pair, load_pairs, sample_pairs
 from pipeline.data.records import split_of
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 from pipeline.io import DataError
 from pipeline.train.dpo import preference_accuracy, reward_margins, split_pairs
 

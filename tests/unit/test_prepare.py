@@ -1,7 +1,7 @@
 from pipeline.config import PrepareParams
 from pipeline.data.prepare import prepare, pretrain_texts
 from pipeline.data.records import split_of, task_records
-from pipeline.data.sample import generate
+from pipeline.data.synthetic import generate
 
 
 def test_split_is_a_pure_function_of_the_id():

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from pipeline.data.sample import generate
 from pipeline.data.schema import check_notice, load_notices
+from pipeline.data.synthetic import generate
 from pipeline.io import DataError
 
 
@@ -225,8 +225,14 @@ def test_the_stage_fails_naming_expectation_file_and_line(tmp_path, monkeypatch,
 
 
 def instruction(i, **change):
-    row = {"kind": "instruction", "id": f"qa-{i}", "instruction": f"把第{i}句译成英文",
-           "input": f"句子{i}", "output": f"Sentence {i}", "source": "qa"}  # fmt: skip
+    row = {
+        "kind": "instruction",
+        "id": f"qa-{i}",
+        "instruction": f"把第{i}句译成英文",
+        "input": f"句子{i}",
+        "output": f"Sentence {i}",
+        "source": "qa",
+    }
     return row | change
 
 

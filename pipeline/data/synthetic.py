@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pipeline.commands import command
 from pipeline.data.schema import CATEGORIES
 from pipeline.io import run_stage, write_jsonl
 from pipeline.paths import PREFS_FILE, RAW_HELPDESK, RAW_NOTICES
@@ -765,6 +766,7 @@ def helpdesk(n: int = 200, seed: int = 20261128) -> list[dict]:
     return records
 
 
+@command("data", "sample", help="regenerate the shipped sample notices")
 def main() -> int:
     from pipeline.config import TASKS
     from pipeline.data.add import to_instruction_row
