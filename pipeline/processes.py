@@ -39,11 +39,19 @@ class Processes:
         self.out = out
         self.procs: list[tuple[str, subprocess.Popen, Any]] = []
 
-    def start(self, name: str, cmd: list[str], env: dict | None = None,
-              cwd: Path | None = None) -> subprocess.Popen:  # fmt: skip
+    def start(
+        self, name: str, cmd: list[str], env: dict | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen:
         log = open(self.out / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=die_with_parent)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         self.procs.append((name, proc, log))
         return proc
 

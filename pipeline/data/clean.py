@@ -21,15 +21,54 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{2,}")
 
-BLOCK_TAGS = ("p", "div", "li", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "section",
-              "article", "blockquote", "pre", "ul", "ol", "dd", "dt")  # fmt: skip
+BLOCK_TAGS = (
+    "p",
+    "div",
+    "li",
+    "tr",
+    "table",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "section",
+    "article",
+    "blockquote",
+    "pre",
+    "ul",
+    "ol",
+    "dd",
+    "dt",
+)
 # Lines that are page furniture, not notice text (matched at the start of a short line).
 BOILERPLATE = (
-    r"打印本页", r"【?打印】?", r"【?关闭】?", r"关闭窗口", r"返回顶部", r"返回列表", r"上一篇",
-    r"下一篇", r"上一条", r"下一条", r"分享到", r"责任编辑", r"编辑[：:]", r"审核[：:]",
-    r"浏览次数", r"点击数", r"阅读次数", r"访问量", r"字号", r"当前位置", r"您的位置",
-    r"版权所有", r"Copyright", r"©",
-)  # fmt: skip
+    r"打印本页",
+    r"【?打印】?",
+    r"【?关闭】?",
+    r"关闭窗口",
+    r"返回顶部",
+    r"返回列表",
+    r"上一篇",
+    r"下一篇",
+    r"上一条",
+    r"下一条",
+    r"分享到",
+    r"责任编辑",
+    r"编辑[：:]",
+    r"审核[：:]",
+    r"浏览次数",
+    r"点击数",
+    r"阅读次数",
+    r"访问量",
+    r"字号",
+    r"当前位置",
+    r"您的位置",
+    r"版权所有",
+    r"Copyright",
+    r"©",
+)
 BOILERPLATE_MAX_CHARS = 60
 
 

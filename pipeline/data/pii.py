@@ -69,6 +69,9 @@ def scrub(text: str, student_number: str | None = STUDENT_NUMBER) -> tuple[str, 
     text = sub(_EMAIL, "email", text)
     text = sub(_PHONE, "phone", text)
     if student_number:
-        text = sub(re.compile(rf"(?<![0-9A-Za-z])(?:{student_number})(?![0-9A-Za-z])"),
-                   "student_number", text)  # fmt: skip
+        text = sub(
+            re.compile(rf"(?<![0-9A-Za-z])(?:{student_number})(?![0-9A-Za-z])"),
+            "student_number",
+            text,
+        )
     return text, counts

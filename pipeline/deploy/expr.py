@@ -50,8 +50,15 @@ class T:
     def __str__(self) -> str:
         if self.kind == "array":
             return f"[]{self.elem}"
-        return {"int": "int", "float": "float64", "bool": "bool", "string": "string",
-                "nil": "<nil>", "any": "interface {}", "func": "func"}[self.kind]  # fmt: skip
+        return {
+            "int": "int",
+            "float": "float64",
+            "bool": "bool",
+            "string": "string",
+            "nil": "<nil>",
+            "any": "interface {}",
+            "func": "func",
+        }[self.kind]
 
 
 INT, FLOAT, BOOL, STRING, NIL, ANY = (
@@ -117,11 +124,31 @@ TOKEN = re.compile(
 ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
 # expr's parser/operator/operator.go: precedence and associativity
 BINARY = {
-    "or": 10, "||": 10, "and": 15, "&&": 15,
-    "==": 20, "!=": 20, "<": 20, ">": 20, ">=": 20, "<=": 20,
-    "in": 20, "matches": 20, "contains": 20, "startsWith": 20, "endsWith": 20,
-    "..": 25, "+": 30, "-": 30, "*": 60, "/": 60, "%": 60, "**": 100, "^": 100, "??": 500,
-}  # fmt: skip
+    "or": 10,
+    "||": 10,
+    "and": 15,
+    "&&": 15,
+    "==": 20,
+    "!=": 20,
+    "<": 20,
+    ">": 20,
+    ">=": 20,
+    "<=": 20,
+    "in": 20,
+    "matches": 20,
+    "contains": 20,
+    "startsWith": 20,
+    "endsWith": 20,
+    "..": 25,
+    "+": 30,
+    "-": 30,
+    "*": 60,
+    "/": 60,
+    "%": 60,
+    "**": 100,
+    "^": 100,
+    "??": 500,
+}
 RIGHT_ASSOC = {"**", "^"}
 UNARY = {"not": 50, "!": 50, "-": 90, "+": 90}
 NEGATABLE = {"in", "matches", "contains", "startsWith", "endsWith"}
@@ -599,8 +626,10 @@ class Checker:
             return T("array", out)
         if out != BOOL and not is_any(out):
             raise ExprError(f"predicate should return boolean (got {out})")
-        return {"filter": T("array", base.elem or ANY) if base.kind == "array" else ANY_ARRAY,
-                "count": INT}.get(name, BOOL)  # fmt: skip
+        return {
+            "filter": T("array", base.elem or ANY) if base.kind == "array" else ANY_ARRAY,
+            "count": INT,
+        }.get(name, BOOL)
 
 
 def regex(pattern: str) -> re.Pattern:
@@ -768,8 +797,9 @@ class Runner:
                 raise ExprError(f"invalid operation: {op} ({type_of(a)} and {type_of(b)})")
             if op == "matches":
                 return regex(b).search(a) is not None
-            return {"contains": b in a, "startsWith": a.startswith(b),
-                    "endsWith": a.endswith(b)}[op]  # fmt: skip
+            return {"contains": b in a, "startsWith": a.startswith(b), "endsWith": a.endswith(b)}[
+                op
+            ]
         if op == "..":
             return list(range(a, b + 1))
         if op == "+" and isinstance(a, str) and isinstance(b, str):
@@ -814,8 +844,13 @@ class Runner:
             flags = [truthy(v, name) for v in out]
             if name == "filter":
                 return [x for x, f in zip(items, flags, strict=True) if f]
-            return {"all": all(flags), "none": not any(flags), "any": any(flags),
-                    "one": sum(flags) == 1, "count": sum(flags)}[name]  # fmt: skip
+            return {
+                "all": all(flags),
+                "none": not any(flags),
+                "any": any(flags),
+                "one": sum(flags) == 1,
+                "count": sum(flags),
+            }[name]
         values = [self.run(a) for a in args]
         result = self.env["result"]
         if name == "isNil":
@@ -912,8 +947,16 @@ def power(a: float, b: float) -> float:
         return math.inf if abs(a) > 1 or b < 0 else 0.0
 
 
-GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-            "h": 3600.0}  # fmt: skip
+GO_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
 GO_DURATION = re.compile(r"(\d*\.?\d*)([^\d.]*)")
 
 

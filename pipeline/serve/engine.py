@@ -182,8 +182,11 @@ class Batch:
         for la, lb in zip(a.cache.layers, b.cache.layers, strict=True):
             for name in ("keys", "values"):
                 ta, tb = getattr(la, name), getattr(lb, name)
-                setattr(la, name, torch.cat([F.pad(ta, (0, 0, pad[id(a)], 0)),
-                                             F.pad(tb, (0, 0, pad[id(b)], 0))]))  # fmt: skip
+                setattr(
+                    la,
+                    name,
+                    torch.cat([F.pad(ta, (0, 0, pad[id(a)], 0)), F.pad(tb, (0, 0, pad[id(b)], 0))]),
+                )
         a.mask = torch.cat([F.pad(a.mask, (pad[id(a)], 0)), F.pad(b.mask, (pad[id(b)], 0))])
         a.positions = torch.cat([a.positions, b.positions])
         a.tokens = torch.cat([a.tokens, b.tokens])
@@ -339,9 +342,13 @@ class Engine:
                     return
 
     def _forward(self, model: Any, ids, mask, positions, cache):
-        out = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                    position_ids=positions.to(model.device), past_key_values=cache,
-                    use_cache=True)  # fmt: skip
+        out = model(
+            input_ids=ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            position_ids=positions.to(model.device),
+            past_key_values=cache,
+            use_cache=True,
+        )
         return out.logits[:, -1, :].float().cpu(), out.past_key_values
 
     def _prefill(self, model: Any, rows: list[tuple[Job, Choice]], deltas: dict) -> Batch | None:

@@ -27,14 +27,20 @@ def post(url: str, path: str, body: bytes, timeout: float = 120) -> tuple[int, b
         conn.close()
 
 
-def throughput(url: str, model: str, prompts: list[str], concurrency: int,
-               max_tokens: int) -> float:  # fmt: skip
+def throughput(
+    url: str, model: str, prompts: list[str], concurrency: int, max_tokens: int
+) -> float:
     """Completion tokens per second over `prompts`, `concurrency` requests in flight, greedy,
     each generating `max_tokens` (vLLM's `ignore_eos`, as its own serving benchmark does)."""
 
     def one(prompt: str) -> int:
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}  # fmt: skip
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+        }
         status, raw = post(url, "/v1/chat/completions", json.dumps(body).encode())
         if status != 200:
             raise RuntimeError(f"{url}: {status} {raw[:200]!r}")
@@ -89,26 +95,38 @@ class Abuse:
     stream_statuses: dict[int, int] = field(default_factory=dict)
 
 
-def abuse(url: str, model: str, streams: int = 64, body_mb: int = 10,
-          stream_tokens: int = 64) -> Abuse:  # fmt: skip
+def abuse(
+    url: str, model: str, streams: int = 64, body_mb: int = 10, stream_tokens: int = 64
+) -> Abuse:
     """A huge max_tokens, a 40,000-character prompt, `streams` concurrent streams of which
     half hang up after their first chunk, and a `body_mb` MB body."""
     out = Abuse()
     chat = "/v1/chat/completions"
     user = [{"role": "user", "content": "关于期末考试安排的通知"}]
-    out.huge_max_tokens, _ = post(url, chat, json.dumps(
-        {"model": model, "messages": user, "max_tokens": 10**9}).encode())  # fmt: skip
+    out.huge_max_tokens, _ = post(
+        url, chat, json.dumps({"model": model, "messages": user, "max_tokens": 10**9}).encode()
+    )
     prompt = "关于期末考试安排的通知。" * 3400
-    out.huge_prompt, _ = post(url, chat, json.dumps(
-        {"model": model, "messages": [{"role": "user", "content": prompt}],
-         "max_tokens": 16}).encode())  # fmt: skip
+    out.huge_prompt, _ = post(
+        url,
+        chat,
+        json.dumps(
+            {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}
+        ).encode(),
+    )
     lock = threading.Lock()
 
     def stream(i: int) -> None:
         parts = urlsplit(url)
         conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
-        body = {"model": model, "messages": user, "max_tokens": stream_tokens, "stream": True,
-                "temperature": 1.0, "seed": i}  # fmt: skip
+        body = {
+            "model": model,
+            "messages": user,
+            "max_tokens": stream_tokens,
+            "stream": True,
+            "temperature": 1.0,
+            "seed": i,
+        }
         try:
             conn.request("POST", chat, json.dumps(body), {"content-type": "application/json"})
             resp = conn.getresponse()

@@ -36,8 +36,11 @@ class BadRequest(ValueError):
         self.param, self.value = param, value
 
     def __str__(self) -> str:
-        extras = [f"{k}={v}" for k, v in (("parameter", self.param), ("value", self.value))
-                  if v is not None]  # fmt: skip
+        extras = [
+            f"{k}={v}"
+            for k, v in (("parameter", self.param), ("value", self.value))
+            if v is not None
+        ]
         base = super().__str__()
         return f"{base} ({', '.join(extras)})" if extras else base
 
@@ -108,8 +111,9 @@ class ChatRequest(Sampling):
         top = data.get("top_logprobs") if isinstance(data, dict) else None
         if isinstance(top, int) and not isinstance(top, bool):
             if top < 0 and top != -1:
-                raise BadRequest("`top_logprobs` must be a positive value or -1.",
-                                 "top_logprobs", top)  # fmt: skip
+                raise BadRequest(
+                    "`top_logprobs` must be a positive value or -1.", "top_logprobs", top
+                )
             if (top == -1 or top > 0) and not data.get("logprobs"):
                 raise BadRequest(
                     "when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs"
@@ -227,8 +231,9 @@ def sampling_params(
     if not 0.0 < top_p <= 1.0:
         raise BadRequest(f"top_p must be in (0, 1], got {top_p}.", "top_p", top_p)
     if max_tokens < 1:
-        raise BadRequest(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens",
-                         max_tokens)  # fmt: skip
+        raise BadRequest(
+            f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens", max_tokens
+        )
     top = req.top()
     if top is not None and top != -1 and top < 0:
         raise BadRequest(f"logprobs must be non-negative or -1, got {top}.", "logprobs", top)

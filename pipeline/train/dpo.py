@@ -191,9 +191,16 @@ def track(params: Params, pairs: list[dict], held_out: list[dict], sft_run: str 
             tags["git_commit"] = commit
         mlflow.set_tags(tags)
         summary = dpo(
-            params.dpo, params.train, BASE_DIR, SFT_DIR, pairs, held_out,
-            ADAPTER_DIR, CHECKPOINT_DIR / "dpo", report_to="mlflow",
-        )  # fmt: skip
+            params.dpo,
+            params.train,
+            BASE_DIR,
+            SFT_DIR,
+            pairs,
+            held_out,
+            ADAPTER_DIR,
+            CHECKPOINT_DIR / "dpo",
+            report_to="mlflow",
+        )
         mlflow.log_metrics(
             {
                 f"held_out.{model}.{name}": value
@@ -217,8 +224,16 @@ def main() -> int:
     pairs = load_feedback(FEEDBACK_DIR)
     train_pairs, held_out = split_pairs(pairs, params.prepare)
     if not is_main_process():  # a worker of a distributed run: rank 0 tracks and writes
-        dpo(params.dpo, params.train, BASE_DIR, SFT_DIR, train_pairs, held_out,
-            ADAPTER_DIR, CHECKPOINT_DIR / "dpo")  # fmt: skip
+        dpo(
+            params.dpo,
+            params.train,
+            BASE_DIR,
+            SFT_DIR,
+            train_pairs,
+            held_out,
+            ADAPTER_DIR,
+            CHECKPOINT_DIR / "dpo",
+        )
         return 0
     if ADAPTER_DIR.exists():
         shutil.rmtree(ADAPTER_DIR)

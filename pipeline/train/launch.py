@@ -45,10 +45,15 @@ def accelerate_command(p: TrainParams, module: str) -> list[str]:
             " (configs/accelerate/ has cpu.yaml, ddp.yaml, fsdp.yaml, zero3.yaml)"
         )
     return [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(config), *shlex.split(os.environ.get(EXTRA_ARGS, "")),
-        "-m", module,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        *shlex.split(os.environ.get(EXTRA_ARGS, "")),
+        "-m",
+        module,
+    ]
 
 
 def relaunch(p: TrainParams, module: str) -> int | None:

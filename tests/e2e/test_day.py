@@ -109,12 +109,26 @@ class Day:
         self.git("checkout", "-q", "--detach", sha)
         event_file = self.root / f"event-{time.monotonic_ns()}.json"
         event_file.write_text(json.dumps(payload))
-        cmd = [str(BIN / "act"), event, "-W", f".github/workflows/{workflow}",
-               "-e", str(event_file), "--action-offline-mode", "--no-skip-checkout",
-               "--action-cache-path", str(self.root / "act"),
-               "--var", f"MLFLOW_TRACKING_URI={self.mlflow_url}",
-               "-s", "GITHUB_TOKEN=github-token", "-s", "PR_BOT_TOKEN=pr-bot-token",
-               "-s", "RELEASE_BOT_TOKEN=release-bot-token"]  # fmt: skip
+        cmd = [
+            str(BIN / "act"),
+            event,
+            "-W",
+            f".github/workflows/{workflow}",
+            "-e",
+            str(event_file),
+            "--action-offline-mode",
+            "--no-skip-checkout",
+            "--action-cache-path",
+            str(self.root / "act"),
+            "--var",
+            f"MLFLOW_TRACKING_URI={self.mlflow_url}",
+            "-s",
+            "GITHUB_TOKEN=github-token",
+            "-s",
+            "PR_BOT_TOKEN=pr-bot-token",
+            "-s",
+            "RELEASE_BOT_TOKEN=release-bot-token",
+        ]
         for label in PLATFORMS:
             cmd += ["-P", f"{label}=-self-hosted"]
         for folder in ACTIONS.glob("*+*@*"):
@@ -130,15 +144,19 @@ class Day:
         head = self.git("rev-parse", f"origin/{branch}")
         repo = "someone/flywheel" if fork else "example/flywheel"
         return {
-            "action": "synchronize", "number": number,
+            "action": "synchronize",
+            "number": number,
             "pull_request": {
                 "number": number,
                 "head": {"ref": branch, "sha": head, "repo": {"full_name": repo}},
-                "base": {"ref": "main", "sha": self.git("rev-parse", "origin/main"),
-                         "repo": {"full_name": "example/flywheel"}},
+                "base": {
+                    "ref": "main",
+                    "sha": self.git("rev-parse", "origin/main"),
+                    "repo": {"full_name": "example/flywheel"},
+                },
             },
             "repository": {"full_name": "example/flywheel", "default_branch": "main"},
-        }  # fmt: skip
+        }
 
     def push_event(self, ref: str) -> dict:
         return {
@@ -190,8 +208,11 @@ def day(workspace, tmp_path):
     stamp = Path(sys.prefix) / ".installed"
     want = subprocess.run(
         "cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1",
-        shell=True, cwd=ROOT, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert stamp.exists() and stamp.read_text().strip() == want, "run `make setup` first"
     repo = tmp_path / "repo"
     shutil.copytree(workspace, repo, symlinks=True)

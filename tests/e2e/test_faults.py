@@ -112,9 +112,16 @@ def released(workspace, tmp_path_factory):
         (root / "tasks.jsonl").write_text(
             json.dumps({"feedback_id": "r1", "prompt": "p", "left": "a", "right": "b"}) + "\n"
         )
-        request = {"time": "2026-11-01T00:00:00Z", "request_id": "r1", "model_version": "1",
-                   "prompt": "奖学金申请什么时候截止", "response": "11月30日", "latency_ms": 80.0,
-                   "prompt_tokens": 12, "completion_tokens": 6}  # fmt: skip
+        request = {
+            "time": "2026-11-01T00:00:00Z",
+            "request_id": "r1",
+            "model_version": "1",
+            "prompt": "奖学金申请什么时候截止",
+            "response": "11月30日",
+            "latency_ms": 80.0,
+            "prompt_tokens": 12,
+            "completion_tokens": 6,
+        }
         (root / "requests.jsonl").write_text(json.dumps(request, ensure_ascii=False) + "\n")
         yield r
 

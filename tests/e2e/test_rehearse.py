@@ -31,8 +31,12 @@ FAST = ["--env", "staging", "--arg", "max-latency-ratio=2"]
 
 
 def rehearse(repo: Path, out: Path, *args: str) -> tuple[int, dict, str]:
-    proc = run([str(BIN / "llmops"), "rehearse", *FAST, "--out", str(out), *args], cwd=repo,
-               check=False, timeout=600)  # fmt: skip
+    proc = run(
+        [str(BIN / "llmops"), "rehearse", *FAST, "--out", str(out), *args],
+        cwd=repo,
+        check=False,
+        timeout=600,
+    )
     assert proc.returncode in (0, 1, 2, 3), proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert_nothing_left(out, report)
@@ -78,8 +82,10 @@ def promoted(workspace, tmp_path):
     shutil.copytree(workspace, repo, symlinks=True)
     run(["dvc", "remote", "modify", "storage", "url", str(tmp_path / "dvc-remote")], cwd=repo)
     run(["git", "add", "-A"], cwd=repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", "results"],
-        cwd=repo)  # fmt: skip
+    run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", "results"],
+        cwd=repo,
+    )
     run(["dvc", "push", "-q"], cwd=repo)
     run([str(BIN / "llmops"), "register"], cwd=repo)
     run([str(BIN / "llmops"), "promote", "staging"], cwd=repo)
@@ -106,8 +112,7 @@ def test_frontend_5xx_are_seen_by_the_http_error_rate_alone(workspace, tmp_path)
     """A handler that crashes before the engine sees the request never reaches
     vllm:request_success_total, on vLLM as here: the success-rate analysis reads ~1.0 and
     passes, and only http-error-rate (http_requests_total) aborts the rollout."""
-    code, report, _ = rehearse(workspace, tmp_path / "out", "--canary-fault",
-                               "http_error_rate=0.1")  # fmt: skip
+    code, report, _ = rehearse(workspace, tmp_path / "out", "--canary-fault", "http_error_rate=0.1")
     assert code == 1 and report["result"] == "Aborted", report["why"]
     assert "http-error-rate" in report["why"] and "success-rate" not in report["why"]
     measured = [m for a in report["analyses"] for m in a["measurements"]]
@@ -135,8 +140,13 @@ def test_a_canary_without_traffic_is_inconclusive_not_failed(workspace, tmp_path
 def test_ctrl_c_stops_everything_it_started(workspace, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen([str(BIN / "llmops"), "rehearse", *FAST, "--out", str(out)],
-                            cwd=workspace, env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(BIN / "llmops"), "rehearse", *FAST, "--out", str(out)],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     for line in proc.stdout:
         if "setWeight" in line or time.monotonic() > deadline:
@@ -151,8 +161,13 @@ def test_ctrl_c_stops_everything_it_started(workspace, tmp_path):
 def started(cmd: list[str], repo: Path, out: Path) -> subprocess.Popen:
     """A rehearsal in the background, returned once its traffic follows the first step."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen([str(BIN / "llmops"), "rehearse", *FAST, "--out", str(out), *cmd],
-                            cwd=repo, env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(BIN / "llmops"), "rehearse", *FAST, "--out", str(out), *cmd],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     for line in proc.stdout:
         if "setWeight" in line or time.monotonic() > deadline:

@@ -21,11 +21,17 @@ from pipeline.io import read_json, read_jsonl
 pytestmark = pytest.mark.integration
 
 UA = "FlywheelTest/1.0"
-SETTINGS = Settings(user_agent=UA, delay_s=0.1, timeout_s=0.6, retries=2, backoff_s=0.05,
-                    max_bytes=100_000)  # fmt: skip
-SELECTORS = Selectors(links="ul.news li a", next="a.next", title="div.article h1",
-                      date="div.article .date", department="div.article .dept",
-                      body="div.article div.content")  # fmt: skip
+SETTINGS = Settings(
+    user_agent=UA, delay_s=0.1, timeout_s=0.6, retries=2, backoff_s=0.05, max_bytes=100_000
+)
+SELECTORS = Selectors(
+    links="ul.news li a",
+    next="a.next",
+    title="div.article h1",
+    date="div.article .date",
+    department="div.article .dept",
+    body="div.article div.content",
+)
 
 
 def detail(title: str, date: str, dept: str, paragraphs: list[str], charset="utf-8") -> str:
@@ -54,16 +60,34 @@ class NoticeSite:
         self.arrivals: list[float] = []  # when each request came in
         self.flaky_left = 1
         self.bodies = {
-            "a1": detail("关于2026年春季学期选课的通知", "2025-12-01", "教务处",
-                         ["各位同学：2026年春季学期选课即将开始，请于2025年12月15日前登录教务系统完成选课。",
-                          "选课咨询地点：综合服务大厅105室。"]),
-            "flaky": detail("关于开展实验室安全检查的通知", "2025年11月20日", "实验室与设备管理处",
-                            ["各单位：学校将于近期开展实验室安全检查，请于2025年11月30日前完成自查并报送科技楼203室。"]),
-            "lm": detail("学术讲座：大语言模型的可解释性", "2025-11-18", "计算机学院",
-                         ["讲座时间：11月25日14:00，地点：图书馆三楼学术报告厅。欢迎师生参加。"]),
-        }  # fmt: skip
-        gbk = ["请各位同学于2025年12月20日前通过校园缴费平台缴纳住宿费，"
-               "逾期未缴者请到学生公寓3号楼值班室说明情况。"]  # fmt: skip
+            "a1": detail(
+                "关于2026年春季学期选课的通知",
+                "2025-12-01",
+                "教务处",
+                [
+                    "各位同学：2026年春季学期选课即将开始，请于2025年12月15日前登录教务系统完成选课。",
+                    "选课咨询地点：综合服务大厅105室。",
+                ],
+            ),
+            "flaky": detail(
+                "关于开展实验室安全检查的通知",
+                "2025年11月20日",
+                "实验室与设备管理处",
+                [
+                    "各单位：学校将于近期开展实验室安全检查，请于2025年11月30日前完成自查并报送科技楼203室。"
+                ],
+            ),
+            "lm": detail(
+                "学术讲座：大语言模型的可解释性",
+                "2025-11-18",
+                "计算机学院",
+                ["讲座时间：11月25日14:00，地点：图书馆三楼学术报告厅。欢迎师生参加。"],
+            ),
+        }
+        gbk = [
+            "请各位同学于2025年12月20日前通过校园缴费平台缴纳住宿费，"
+            "逾期未缴者请到学生公寓3号楼值班室说明情况。"
+        ]
         title = "关于缴纳2026年度住宿费的通知"
         self.gbk = detail(title, "2025-11-10", "后勤管理处", gbk, charset="gbk").encode("gbk")
 
@@ -72,8 +96,13 @@ class NoticeSite:
             def log_message(self, *args):  # quiet
                 pass
 
-            def send(self, status: int, body: bytes = b"", headers: dict | None = None,
-                     length: bool = True) -> None:  # fmt: skip
+            def send(
+                self,
+                status: int,
+                body: bytes = b"",
+                headers: dict | None = None,
+                length: bool = True,
+            ) -> None:
                 site.log.append((self.path, status))
                 self.send_response(status)
                 for k, v in (headers or {}).items():
@@ -91,8 +120,9 @@ class NoticeSite:
                 html = {"Content-Type": "text/html; charset=utf-8"}
                 p = self.path
                 if p == "/robots.txt":
-                    return self.send(200, b"User-agent: *\nDisallow: /private/\n",
-                                     {"Content-Type": "text/plain"})  # fmt: skip
+                    return self.send(
+                        200, b"User-agent: *\nDisallow: /private/\n", {"Content-Type": "text/plain"}
+                    )
                 if p == "/tzgg/index.htm":
                     links = ["a1.htm", "gbk.htm", "flaky.htm", "/private/p1.htm"]
                     return self.send(200, listing(links, "index2.htm").encode(), html)
@@ -155,9 +185,19 @@ def site():
 
 
 def config(base: str) -> SitesFile:
-    return SitesFile(sites=[Site(name="test-jwc", category="教务", max_pages=2, department="教务处",
-                                 start_urls=[f"{base}/tzgg/index.htm"], selectors=SELECTORS)],
-                     settings=SETTINGS)  # fmt: skip
+    return SitesFile(
+        sites=[
+            Site(
+                name="test-jwc",
+                category="教务",
+                max_pages=2,
+                department="教务处",
+                start_urls=[f"{base}/tzgg/index.htm"],
+                selectors=SELECTORS,
+            )
+        ],
+        settings=SETTINGS,
+    )
 
 
 def run(site: NoticeSite, out) -> tuple:

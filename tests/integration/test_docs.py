@@ -18,8 +18,10 @@ def test_the_readme_is_a_front_page():
 def test_the_manual_builds_strictly_with_every_page_in_its_nav(tmp_path):
     proc = subprocess.run(
         [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert 'not included in the "nav"' not in proc.stderr, proc.stderr
     built = {p.parent.name for p in (tmp_path / "site").glob("*/index.html")} | {"index"}

@@ -63,8 +63,16 @@ def test_sample_push_annotate_pull_and_train(label_studio, tiny_base, in_tmp, mo
     request_logs(in_tmp / "requests.jsonl")
 
     # 1. sample: champion = the logged answer, challenger = a model generating offline
-    argv = ["feedback", "sample", "--logs", "requests.jsonl", "--n", "6", "--challenger",
-            str(tiny_base)]  # fmt: skip
+    argv = [
+        "feedback",
+        "sample",
+        "--logs",
+        "requests.jsonl",
+        "--n",
+        "6",
+        "--challenger",
+        str(tiny_base),
+    ]
     assert llmops(argv) == 0
     out = capsys.readouterr()
     assert "requests.jsonl:4: invalid JSON" in out.err and "1 bad lines skipped" in out.out
@@ -85,8 +93,9 @@ def test_sample_push_annotate_pull_and_train(label_studio, tiny_base, in_tmp, mo
     assert sorted(t.data["feedback_id"] for t in tasks) == sorted(t["feedback_id"] for t in sampled)
 
     # 3. three annotators judge the tasks through the API
-    users = [ls.users.create(username=f"annotator{i}", email=f"a{i}@flywheel.test").id
-             for i in range(3)]  # fmt: skip
+    users = [
+        ls.users.create(username=f"annotator{i}", email=f"a{i}@flywheel.test").id for i in range(3)
+    ]
     t0, t1, t2, t3, t4, _unjudged = tasks
     for user, vote, rating in zip(users, ["right", "right", "left"], [4, 5, 2], strict=True):
         annotate(ls, user, t0.id, vote, rating=rating)  # majority right, agreement 0.6667

@@ -65,8 +65,11 @@ def test_every_kustomization_builds_and_validates_with_zero_errors(target, schem
     assert report.errors == []
     # only kinds whose CRDs are nowhere to be had go unchecked
     assert {k.split()[1] for k in report.unchecked_kinds} <= {
-        "VirtualService", "DestinationRule", "PyTorchJob", "AppProject",
-    }  # fmt: skip
+        "VirtualService",
+        "DestinationRule",
+        "PyTorchJob",
+        "AppProject",
+    }
     assert report.schema_checked >= report.objects - 2
 
 
@@ -209,9 +212,15 @@ def test_promtool_unit_tests_cover_every_alert_firing_and_not(rendered, tmp_path
     proc = promtool("test", "rules", "alerts.test.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
-    assert {"VLLMHighErrorRate", "VLLMHighLatencyP95", "VLLMHighTimeToFirstToken",
-            "VLLMQueueBacklog", "VLLMKVCacheNearlyFull", "VLLMNoTraffic",
-            "LLMDataDrift"} <= alerts  # fmt: skip
+    assert {
+        "VLLMHighErrorRate",
+        "VLLMHighLatencyP95",
+        "VLLMHighTimeToFirstToken",
+        "VLLMQueueBacklog",
+        "VLLMKVCacheNearlyFull",
+        "VLLMNoTraffic",
+        "LLMDataDrift",
+    } <= alerts
     cases = [
         c for t in yaml.safe_load(tests_file.read_text())["tests"] for c in t["alert_rule_test"]
     ]
@@ -363,8 +372,10 @@ def test_production_pins_the_shared_manifests_it_references_to_one_commit(tmp_pa
     }
     proc = subprocess.run(
         ["kubectl", "kustomize", str(overlay)],
-        capture_output=True, text=True, env={**os.environ, **env},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     assert proc.returncode == 0, proc.stderr
     pinned = {o["kind"] for o in yaml.safe_load_all(proc.stdout) if o}
     assert {"Rollout", "AnalysisTemplate", "HorizontalPodAutoscaler"} <= pinned
@@ -433,11 +444,19 @@ def test_the_adapter_init_container_extracts_only_plain_files_inside_its_folder(
     script = init["command"][-1].replace("/adapters", str(root))
     env = {**os.environ, "ADAPTER_NAME": "nested/adapter"}
     digest = adapter_archive(root / "adapter.tar.gz", members)
-    wrong = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                           env={**env, "ADAPTER_SHA256": "0" * 64})  # fmt: skip
+    wrong = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**env, "ADAPTER_SHA256": "0" * 64},
+    )
     assert wrong.returncode != 0 and "!= release record" in wrong.stderr
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env={**env, "ADAPTER_SHA256": digest})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**env, "ADAPTER_SHA256": digest},
+    )
     assert (proc.returncode != 0) == refused, (case, proc.stderr)
     escaped = [p for p in tmp_path.rglob("*escaped*") if dest not in p.parents]
     assert escaped == [], escaped

@@ -29,10 +29,15 @@ def prometheus(tmp_path_factory):
     )
     procs = Processes(root)
     try:
-        proc = procs.start("prometheus", [
-            "prometheus", f"--config.file={root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-        ])  # fmt: skip
+        proc = procs.start(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={root / 'prometheus.yml'}",
+                f"--storage.tsdb.path={root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+        )
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/-/ready", proc, "prometheus", procs, timeout=60)
         deadline = time.monotonic() + 30

@@ -43,8 +43,12 @@ def post(url: str, body: dict) -> tuple[int, dict | str]:
 
 
 def chat(url: str, **kw) -> tuple[int, dict | str]:
-    body = {"model": "tiny", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 6,
-            "temperature": 0}  # fmt: skip
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 6,
+        "temperature": 0,
+    }
     return post(f"{url}/v1/chat/completions", {**body, **kw})
 
 
@@ -161,8 +165,13 @@ def test_faults_fail_exactly_their_share_and_add_latency(tiny_base, tmp_path):
     procs = Processes(tmp_path)
     faults = ["error_rate=0.5", "http_error_rate=0.25", "latency_ms=300"]
     try:
-        url = start_serve(procs, "faulty", tiny_base, tmp_path / "r.jsonl",
-                          *[arg for f in faults for arg in ("--fault", f)])  # fmt: skip
+        url = start_serve(
+            procs,
+            "faulty",
+            tiny_base,
+            tmp_path / "r.jsonl",
+            *[arg for f in faults for arg in ("--fault", f)],
+        )
         statuses = [chat(url)[0] for _ in range(8)]
         metrics = scrape(url)
     finally:
@@ -170,13 +179,19 @@ def test_faults_fail_exactly_their_share_and_add_latency(tiny_base, tmp_path):
     assert sorted(statuses) == [200] * 3 + [500] * 5
 
     def count(name: str, label: str, value: str) -> float:
-        return sum(s.value for s in metrics[name].samples
-                   if s.name.endswith("_total") and s.labels[label] == value)  # fmt: skip
+        return sum(
+            s.value
+            for s in metrics[name].samples
+            if s.name.endswith("_total") and s.labels[label] == value
+        )
 
     assert count("vllm:request_success", "finished_reason", "error") == 3  # of the 6 it saw
     assert count("http_requests", "status", "5xx") == 5  # the crashes too
-    ttft = [s for s in metrics["vllm:time_to_first_token_seconds"].samples
-            if s.name.endswith("_bucket") and s.labels["le"] == "0.25"]  # fmt: skip
+    ttft = [
+        s
+        for s in metrics["vllm:time_to_first_token_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["le"] == "0.25"
+    ]
     assert ttft[0].value == 0  # every answered request waited the added 300 ms first
     records, _ = read_logs([tmp_path / "r.jsonl"])
     assert len(records) == 3 and min(r["latency_ms"] for r in records) >= 300
@@ -210,9 +225,15 @@ def test_analyze_exit_codes_against_a_real_prometheus(server, tmp_path):
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump(prometheus_config([side], scrape_s=0.5)))
     prom_port = Side("p", Path("."), None, "", "").port
-    prom = procs.start("prometheus", ["prometheus", f"--config.file={config}",
-                                      f"--storage.tsdb.path={tmp_path / 'data'}",
-                                      f"--web.listen-address=127.0.0.1:{prom_port}"])  # fmt: skip
+    prom = procs.start(
+        "prometheus",
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+    )
     prom_url = f"http://127.0.0.1:{prom_port}"
     wait_http(f"{prom_url}/-/ready", prom, "prometheus", procs, timeout=60)
     guard = "len(result) > 0 && !isNaN(result[0])"
@@ -231,15 +252,27 @@ def test_analyze_exit_codes_against_a_real_prometheus(server, tmp_path):
         "broken": ("result[0] >= 1", "result[0] < 1", "sum(rate(x[5m])"),
     }
     rendered = tmp_path / "templates.yaml"
-    rendered.write_text("---".join(
-        ANALYSIS.replace("NAME", name).replace("SUCCESS", json.dumps(s))
-        .replace("FAILURE", json.dumps(f)).replace("QUERY", json.dumps(q))
-        for name, (s, f, q) in templates.items()
-    ))  # fmt: skip
+    rendered.write_text(
+        "---".join(
+            ANALYSIS.replace("NAME", name)
+            .replace("SUCCESS", json.dumps(s))
+            .replace("FAILURE", json.dumps(f))
+            .replace("QUERY", json.dumps(q))
+            for name, (s, f, q) in templates.items()
+        )
+    )
 
     def analyze(name: str, *args: str):
-        cmd = [str(BIN / "llmops"), "analyze", str(rendered), "--name", name,
-               "--prometheus", prom_url, *args]  # fmt: skip
+        cmd = [
+            str(BIN / "llmops"),
+            "analyze",
+            str(rendered),
+            "--name",
+            name,
+            "--prometheus",
+            prom_url,
+            *args,
+        ]
         return run(cmd, cwd=tmp_path, check=False)
 
     deadline = time.monotonic() + 60  # Prometheus's first scrape of the server
@@ -269,8 +302,9 @@ def test_feedback_sample_reads_its_logs_and_asks_it_for_the_challenger_answer(se
     def champion(records):  # the logged answer, marked different so no pair is dropped
         return [(f"旧：{a}", v) for a, v in from_log(records)]
 
-    tasks, summary = sample([out / "requests.jsonl"], 3, FeedbackParams(), champion,
-                            from_endpoint(url, 6))  # fmt: skip
+    tasks, summary = sample(
+        [out / "requests.jsonl"], 3, FeedbackParams(), champion, from_endpoint(url, 6)
+    )
     assert summary["bad_lines"] == 0 and len(tasks) == 3
     for t in tasks:
         challenger = t["left"] if t["left_model"].startswith("challenger") else t["right"]

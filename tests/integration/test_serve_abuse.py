@@ -21,17 +21,29 @@ RSS_BOUND_MB = 1024  # docs/serving.md states it; `make bench` records serve_rss
 def finished(url: str) -> dict[str, float]:
     with urllib.request.urlopen(f"{url}/metrics") as resp:
         families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
-    return {s.labels["finished_reason"]: s.value
-            for s in families["vllm:request_success"].samples
-            if s.name.endswith("_total")}  # fmt: skip
+    return {
+        s.labels["finished_reason"]: s.value
+        for s in families["vllm:request_success"].samples
+        if s.name.endswith("_total")
+    }
 
 
 def test_abuse_leaves_the_server_up_bounded_and_counting(tiny_base, tiny_adapter, tmp_path):
     procs = Processes(tmp_path)
     log = tmp_path / "requests.jsonl"
     try:
-        url = start_serve(procs, "serve", tiny_base, log, "--adapter", str(tiny_adapter),
-                          "--adapter-name", ADAPTER_NAME, "--max-num-seqs", "16")  # fmt: skip
+        url = start_serve(
+            procs,
+            "serve",
+            tiny_base,
+            log,
+            "--adapter",
+            str(tiny_adapter),
+            "--adapter-name",
+            ADAPTER_NAME,
+            "--max-num-seqs",
+            "16",
+        )
         pid = next(proc.pid for name, proc, _ in procs.procs if name == "serve")
         with PeakRss(pid) as rss:
             seen = abuse(url, ADAPTER_NAME, streams=64, body_mb=10)

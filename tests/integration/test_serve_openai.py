@@ -65,59 +65,145 @@ def log_lines(served) -> int:
 
 # (endpoint, body beyond model/messages/prompt, param, message, where vLLM says so)
 REFUSED = [
-    ("chat", {"temperature": [1]}, "temperature", "temperature: Input should be a valid number",
-     "CHAT ChatCompletionRequest.temperature: float | None; schema errors are 400"),
-    ("chat", {"temperature": -0.5}, "temperature",
-     "temperature must be non-negative, got -0.5. (parameter=temperature, value=-0.5)",
-     "SAMPLE _verify_args: temperature < 0"),
-    ("chat", {"temperature": 2.5}, "temperature",
-     "temperature must be in [0, 2], got 2.5. (parameter=temperature, value=2.5)",
-     "SAMPLE _verify_args: temperature > 2"),
-    ("chat", {"top_p": 0}, "top_p",
-     "top_p must be in (0, 1], got 0.0. (parameter=top_p, value=0.0)", "SAMPLE _verify_args"),
-    ("chat", {"max_tokens": 0}, "max_tokens",
-     "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)",
-     "SAMPLE _verify_args: max_tokens < 1"),
+    (
+        "chat",
+        {"temperature": [1]},
+        "temperature",
+        "temperature: Input should be a valid number",
+        "CHAT ChatCompletionRequest.temperature: float | None; schema errors are 400",
+    ),
+    (
+        "chat",
+        {"temperature": -0.5},
+        "temperature",
+        "temperature must be non-negative, got -0.5. (parameter=temperature, value=-0.5)",
+        "SAMPLE _verify_args: temperature < 0",
+    ),
+    (
+        "chat",
+        {"temperature": 2.5},
+        "temperature",
+        "temperature must be in [0, 2], got 2.5. (parameter=temperature, value=2.5)",
+        "SAMPLE _verify_args: temperature > 2",
+    ),
+    (
+        "chat",
+        {"top_p": 0},
+        "top_p",
+        "top_p must be in (0, 1], got 0.0. (parameter=top_p, value=0.0)",
+        "SAMPLE _verify_args",
+    ),
+    (
+        "chat",
+        {"max_tokens": 0},
+        "max_tokens",
+        "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)",
+        "SAMPLE _verify_args: max_tokens < 1",
+    ),
     ("chat", {"n": 0}, None, "n must be at least 1, got 0.", "SAMPLE _verify_num_sequences"),
-    ("chat", {"n": 20000, "temperature": 1}, None,
-     "n must be at most 16384, got 20000. To increase this limit, set the VLLM_MAX_N_SEQUENCES"
-     " environment variable.", "SAMPLE _verify_num_sequences, envs VLLM_MAX_N_SEQUENCES=16384"),
-    ("chat", {"n": 2, "temperature": 0}, None, "n must be 1 when using greedy sampling, got 2.",
-     "SAMPLE _verify_greedy_sampling"),
-    ("chat", {"stop": ["ok", ""]}, None, "stop cannot contain an empty string.",
-     "SAMPLE _verify_args: empty stop string"),
-    ("chat", {"top_logprobs": 3}, "top_logprobs",
-     "when using `top_logprobs`, `logprobs` must be set to true. (parameter=top_logprobs)",
-     "CHAT check_logprobs"),
-    ("chat", {"logprobs": True, "top_logprobs": -2}, "top_logprobs",
-     "`top_logprobs` must be a positive value or -1. (parameter=top_logprobs, value=-2)",
-     "CHAT check_logprobs"),
-    ("chat", {"logprobs": True, "top_logprobs": 21}, "logprobs",
-     "Requested sample logprobs of 21, which is greater than max allowed: 20"
-     " (parameter=logprobs, value=21)", "ENGINE _validate_logprobs"),
-    ("chat", {"stream_options": {"include_usage": True}}, "stream_options",
-     "Stream options can only be defined when `stream=True`. (parameter=stream_options)",
-     "CHAT validate_stream_options"),
-    ("chat", {"seed": 2**64}, "seed", "seed: Input should be less than or equal to",
-     "CHAT seed: Field(ge=_LONG_INFO.min, le=_LONG_INFO.max)"),
-    ("chat", {"max_tokens": 10**9}, "max_tokens",
-     f"max_tokens=1000000000cannot be greater than max_model_len=max_total_tokens={MAX_MODEL_LEN}."
-     " Please request fewer output tokens. (parameter=max_tokens, value=1000000000)",
-     "RENDER TokenizeParams.__post_init__ (its missing space included)"),
-    ("chat", {"max_completion_tokens": 500, "max_tokens": 5}, "max_completion_tokens",
-     "max_completion_tokens=500cannot be greater than", "CHAT build_tok_params: it wins"),
-    ("completions", {"prompt": ""}, None,
-     "Either prompt or prompt_embeds must be provided and non-empty.",
-     "COMPL validate_prompt_and_prompt_embeds"),
-    ("completions", {"logprobs": -1}, "logprobs",
-     "`logprobs` must be a positive value. (parameter=logprobs, value=-1)",
-     "COMPL check_logprobs"),
-    ("completions", {"logprobs": 21}, "logprobs",
-     "Requested sample logprobs of 21, which is greater than max allowed: 20",
-     "ENGINE _validate_logprobs"),
-    ("completions", {"n": None}, "n", "n: Input should be a valid integer",
-     "COMPL CompletionRequest.n: int (not optional, unlike chat)"),
-]  # fmt: skip
+    (
+        "chat",
+        {"n": 20000, "temperature": 1},
+        None,
+        "n must be at most 16384, got 20000. To increase this limit, set the VLLM_MAX_N_SEQUENCES"
+        " environment variable.",
+        "SAMPLE _verify_num_sequences, envs VLLM_MAX_N_SEQUENCES=16384",
+    ),
+    (
+        "chat",
+        {"n": 2, "temperature": 0},
+        None,
+        "n must be 1 when using greedy sampling, got 2.",
+        "SAMPLE _verify_greedy_sampling",
+    ),
+    (
+        "chat",
+        {"stop": ["ok", ""]},
+        None,
+        "stop cannot contain an empty string.",
+        "SAMPLE _verify_args: empty stop string",
+    ),
+    (
+        "chat",
+        {"top_logprobs": 3},
+        "top_logprobs",
+        "when using `top_logprobs`, `logprobs` must be set to true. (parameter=top_logprobs)",
+        "CHAT check_logprobs",
+    ),
+    (
+        "chat",
+        {"logprobs": True, "top_logprobs": -2},
+        "top_logprobs",
+        "`top_logprobs` must be a positive value or -1. (parameter=top_logprobs, value=-2)",
+        "CHAT check_logprobs",
+    ),
+    (
+        "chat",
+        {"logprobs": True, "top_logprobs": 21},
+        "logprobs",
+        "Requested sample logprobs of 21, which is greater than max allowed: 20"
+        " (parameter=logprobs, value=21)",
+        "ENGINE _validate_logprobs",
+    ),
+    (
+        "chat",
+        {"stream_options": {"include_usage": True}},
+        "stream_options",
+        "Stream options can only be defined when `stream=True`. (parameter=stream_options)",
+        "CHAT validate_stream_options",
+    ),
+    (
+        "chat",
+        {"seed": 2**64},
+        "seed",
+        "seed: Input should be less than or equal to",
+        "CHAT seed: Field(ge=_LONG_INFO.min, le=_LONG_INFO.max)",
+    ),
+    (
+        "chat",
+        {"max_tokens": 10**9},
+        "max_tokens",
+        "max_tokens=1000000000cannot be greater than"
+        f" max_model_len=max_total_tokens={MAX_MODEL_LEN}."
+        " Please request fewer output tokens. (parameter=max_tokens, value=1000000000)",
+        "RENDER TokenizeParams.__post_init__ (its missing space included)",
+    ),
+    (
+        "chat",
+        {"max_completion_tokens": 500, "max_tokens": 5},
+        "max_completion_tokens",
+        "max_completion_tokens=500cannot be greater than",
+        "CHAT build_tok_params: it wins",
+    ),
+    (
+        "completions",
+        {"prompt": ""},
+        None,
+        "Either prompt or prompt_embeds must be provided and non-empty.",
+        "COMPL validate_prompt_and_prompt_embeds",
+    ),
+    (
+        "completions",
+        {"logprobs": -1},
+        "logprobs",
+        "`logprobs` must be a positive value. (parameter=logprobs, value=-1)",
+        "COMPL check_logprobs",
+    ),
+    (
+        "completions",
+        {"logprobs": 21},
+        "logprobs",
+        "Requested sample logprobs of 21, which is greater than max allowed: 20",
+        "ENGINE _validate_logprobs",
+    ),
+    (
+        "completions",
+        {"n": None},
+        "n",
+        "n: Input should be a valid integer",
+        "COMPL CompletionRequest.n: int (not optional, unlike chat)",
+    ),
+]
 
 
 @pytest.mark.parametrize(
@@ -469,8 +555,21 @@ def test_concurrent_requests_are_batched(served, client):
 
 # series the production overlay reads that `llmops serve` does not export, and who does
 EXPORTED_ELSEWHERE = {"llm_data_drift_psi": "pipeline/feedback/drift.py"}
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
-                "or", "unless", "offset", "inf", "nan"}  # fmt: skip
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def series_in(promql: str) -> set[str]:
@@ -495,8 +594,9 @@ def test_every_series_the_production_overlay_reads_is_exported(served, client):
 
     client.chat.completions.create(model=ADAPTER_NAME, messages=USER, max_tokens=2)
     with urllib.request.urlopen(f"{served.url}/metrics") as resp:
-        exported = {s.name for f in text_string_to_metric_families(resp.read().decode())
-                    for s in f.samples}  # fmt: skip
+        exported = {
+            s.name for f in text_string_to_metric_families(resp.read().decode()) for s in f.samples
+        }
     read: dict[str, set[str]] = {}
     for obj in render(ROOT / "manifests/overlays/production"):
         queries = []
@@ -508,8 +608,11 @@ def test_every_series_the_production_overlay_reads_is_exported(served, client):
             panels = json.loads(obj["data"]["dashboard.json"])["panels"]
             queries = [t["expr"] for p in panels for t in p.get("targets", [])]
         elif obj["kind"] == "HorizontalPodAutoscaler":  # prometheus-adapter renames : to _
-            queries = [m["pods"]["metric"]["name"].replace("vllm_", "vllm:", 1)
-                       for m in obj["spec"]["metrics"] if m["type"] == "Pods"]  # fmt: skip
+            queries = [
+                m["pods"]["metric"]["name"].replace("vllm_", "vllm:", 1)
+                for m in obj["spec"]["metrics"]
+                if m["type"] == "Pods"
+            ]
         for q in queries:
             for name in series_in(q):
                 read.setdefault(name, set()).add(f"{obj['kind']}/{obj['metadata']['name']}")
@@ -517,6 +620,7 @@ def test_every_series_the_production_overlay_reads_is_exported(served, client):
     elsewhere = set(EXPORTED_ELSEWHERE) & set(read)
     for name in elsewhere:
         assert name in (ROOT / EXPORTED_ELSEWHERE[name]).read_text()
-    missing = {n: sorted(where) for n, where in read.items()
-               if n not in exported and n not in elsewhere}  # fmt: skip
+    missing = {
+        n: sorted(where) for n, where in read.items() if n not in exported and n not in elsewhere
+    }
     assert missing == {}

@@ -183,8 +183,15 @@ def test_anything_outside_the_language_is_never_python(condition):
 
 
 def metric(**kw) -> Metric:
-    base = dict(name="success-rate", query="q", address="http://prom", interval_s=60.0,
-                count=None, success=GUARDED_OK, failure=GUARDED_BAD)  # fmt: skip
+    base = dict(
+        name="success-rate",
+        query="q",
+        address="http://prom",
+        interval_s=60.0,
+        count=None,
+        success=GUARDED_OK,
+        failure=GUARDED_BAD,
+    )
     return Metric(**{**base, **kw})
 
 
@@ -253,8 +260,9 @@ def test_assess_metric_status_failure_limit_and_consecutive_success_limit(
     count, failed, successful, n, consecutive, expected
 ):  # TestAssessMetricStatusFailureLimitAndConsecutiveSuccessLimit
     m = metric(failure_limit=4, consecutive_success_limit=4, count=count)
-    r = result_of(m, "Failed", failed=failed, successful=successful, count=n,
-                  consecutive_success=consecutive)  # fmt: skip
+    r = result_of(
+        m, "Failed", failed=failed, successful=successful, count=n, consecutive_success=consecutive
+    )
     assert phases(r) == expected
 
 
@@ -343,8 +351,9 @@ def test_prometheus_down_throughout_ends_error_not_successful():
 
 
 def test_an_empty_vector_with_an_unguarded_index_errors_until_the_limit():
-    m = metric(count=1, interval_s=0.0, success="result[0] >= 0.95", failure=None,
-               error_retry_s=0.001)  # fmt: skip
+    m = metric(
+        count=1, interval_s=0.0, success="result[0] >= 0.95", failure=None, error_retry_s=0.001
+    )
     r = run_analysis([m], query=fed(*[[]] * 5))
     assert r.phase == "Error"
 
@@ -373,8 +382,9 @@ def test_dry_run_metrics_are_measured_but_never_decide():
         "dry": "Failed",
         "real": "Successful",
     }
-    r = run_analysis([metric(name="dry", count=1, interval_s=0.0, dry_run=True)],
-                     query=lambda a, q: [0.1])  # fmt: skip
+    r = run_analysis(
+        [metric(name="dry", count=1, interval_s=0.0, dry_run=True)], query=lambda a, q: [0.1]
+    )
     assert r.phase == "Successful"
 
 
@@ -387,8 +397,9 @@ def test_stop_ends_an_indefinite_metric_successfully():
         if len(seen) == 3:
             stop.set()
 
-    r = run_analysis([metric(count=None, interval_s=0.01)], stop, on_measurement,
-                     query=lambda a, q: [1.0])  # fmt: skip
+    r = run_analysis(
+        [metric(count=None, interval_s=0.01)], stop, on_measurement, query=lambda a, q: [1.0]
+    )
     assert r.phase == "Successful" and len(seen) == 3
 
 
@@ -419,49 +430,110 @@ PROM = {"prometheus": {}}
 @pytest.mark.parametrize(
     ("metrics", "error"),
     [
-        ([{"name": "success-rate", "count": 1, "failureLimit": 2, "provider": PROM}],
-         "metrics[0]: count (1) must be >= failureLimit + consecutiveSuccessLimit (2 + 0)"
-         " if both >= 0"),
+        (
+            [{"name": "success-rate", "count": 1, "failureLimit": 2, "provider": PROM}],
+            "metrics[0]: count (1) must be >= failureLimit + consecutiveSuccessLimit (2 + 0)"
+            " if both >= 0",
+        ),
         ([{"name": "success-rate", "count": 0, "failureLimit": 2, "provider": PROM}], None),
-        ([{"name": "success-rate", "count": 1, "inconclusiveLimit": 2, "provider": PROM}],
-         "metrics[0]: count must be >= inconclusiveLimit"),
-        ([{"name": "success-rate", "count": 2, "interval": "60s", "failureLimit": 2,
-           "provider": PROM}], None),
-        ([{"name": "success-rate", "count": 2, "interval": "60s-typo", "failureLimit": 2,
-           "provider": PROM}],
-         'metrics[0]: invalid interval string: time: unknown unit "s-typo" in duration'
-         ' "60s-typo"'),
-        ([{"name": "success-rate", "count": 2, "interval": "60s", "initialDelay": "60s-typo",
-           "failureLimit": 2, "provider": PROM}],
-         'metrics[0]: invalid startDelay string: time: unknown unit "s-typo" in duration'
-         ' "60s-typo"'),
+        (
+            [{"name": "success-rate", "count": 1, "inconclusiveLimit": 2, "provider": PROM}],
+            "metrics[0]: count must be >= inconclusiveLimit",
+        ),
+        (
+            [
+                {
+                    "name": "success-rate",
+                    "count": 2,
+                    "interval": "60s",
+                    "failureLimit": 2,
+                    "provider": PROM,
+                }
+            ],
+            None,
+        ),
+        (
+            [
+                {
+                    "name": "success-rate",
+                    "count": 2,
+                    "interval": "60s-typo",
+                    "failureLimit": 2,
+                    "provider": PROM,
+                }
+            ],
+            'metrics[0]: invalid interval string: time: unknown unit "s-typo" in duration'
+            ' "60s-typo"',
+        ),
+        (
+            [
+                {
+                    "name": "success-rate",
+                    "count": 2,
+                    "interval": "60s",
+                    "initialDelay": "60s-typo",
+                    "failureLimit": 2,
+                    "provider": PROM,
+                }
+            ],
+            'metrics[0]: invalid startDelay string: time: unknown unit "s-typo" in duration'
+            ' "60s-typo"',
+        ),
         ([], "no metrics specified"),
-        ([{"name": "success-rate", "count": 2, "provider": PROM}],
-         "metrics[0]: interval must be specified when count > 1"),
-        ([{"name": "success-rate", "provider": PROM}, {"name": "success-rate", "provider": PROM}],
-         "metrics[1]: duplicate name 'success-rate'"),
-        ([{"name": "success-rate", "failureLimit": -2, "provider": PROM}],
-         "metrics[0]: failureLimit must be >= 0, or -1 to be disabled"),
-        ([{"name": "success-rate", "inconclusiveLimit": -1, "provider": PROM}],
-         "metrics[0]: inconclusiveLimit must be >= 0"),
-        ([{"name": "success-rate", "consecutiveErrorLimit": -1, "provider": PROM}],
-         "metrics[0]: consecutiveErrorLimit must be >= 0"),
+        (
+            [{"name": "success-rate", "count": 2, "provider": PROM}],
+            "metrics[0]: interval must be specified when count > 1",
+        ),
+        (
+            [
+                {"name": "success-rate", "provider": PROM},
+                {"name": "success-rate", "provider": PROM},
+            ],
+            "metrics[1]: duplicate name 'success-rate'",
+        ),
+        (
+            [{"name": "success-rate", "failureLimit": -2, "provider": PROM}],
+            "metrics[0]: failureLimit must be >= 0, or -1 to be disabled",
+        ),
+        (
+            [{"name": "success-rate", "inconclusiveLimit": -1, "provider": PROM}],
+            "metrics[0]: inconclusiveLimit must be >= 0",
+        ),
+        (
+            [{"name": "success-rate", "consecutiveErrorLimit": -1, "provider": PROM}],
+            "metrics[0]: consecutiveErrorLimit must be >= 0",
+        ),
         ([{"name": "success-rate", "count": 1}], "metrics[0]: no provider specified"),
-        ([{"name": "success-rate", "provider": {"prometheus": {}, "job": {}, "web": {}}}],
-         "metrics[0]: multiple providers specified"),
-        ([{"name": "success-rate", "failureLimit": -1, "provider": PROM}],
-         "metrics[0]: failureLimit and consecutiveSuccessLimit cannot both be disabled"),
-        ([{"name": "success-rate", "consecutiveSuccessLimit": -1, "provider": PROM}],
-         "metrics[0]: consecutiveSuccessLimit must be >= 0"),
+        (
+            [{"name": "success-rate", "provider": {"prometheus": {}, "job": {}, "web": {}}}],
+            "metrics[0]: multiple providers specified",
+        ),
+        (
+            [{"name": "success-rate", "failureLimit": -1, "provider": PROM}],
+            "metrics[0]: failureLimit and consecutiveSuccessLimit cannot both be disabled",
+        ),
+        (
+            [{"name": "success-rate", "consecutiveSuccessLimit": -1, "provider": PROM}],
+            "metrics[0]: consecutiveSuccessLimit must be >= 0",
+        ),
     ],
-)  # fmt: skip
+)
 def test_validate_metrics(metrics, error):
     assert validate_metrics(metrics) == error
 
 
 def test_an_invalid_template_ends_error_before_measuring():  # TestReconcileAnalysisRunInvalid
-    bad = {"spec": {"metrics": [{"name": "m", "count": 2, "provider": {"prometheus": {
-        "address": "http://p", "query": "q"}}}]}}  # fmt: skip
+    bad = {
+        "spec": {
+            "metrics": [
+                {
+                    "name": "m",
+                    "count": 2,
+                    "provider": {"prometheus": {"address": "http://p", "query": "q"}},
+                }
+            ]
+        }
+    }
     with pytest.raises(InvalidSpec, match="interval must be specified when count > 1"):
         metrics_of(bad, {})
     # TestInvalidDryRunConfigThrowsError
@@ -513,8 +585,9 @@ def test_template_args_defaults_and_time_scale():
     with pytest.raises(UserError, match="unknown --arg nope"):
         resolve_args(TEMPLATE, {"hash": "a", "nope": "1"})
     args = resolve_args(TEMPLATE, {"hash": "abc"})
-    (m,) = metrics_of(TEMPLATE, args, prometheus="http://127.0.0.1:1", time_scale=60,
-                      min_window_s=4)  # fmt: skip
+    (m,) = metrics_of(
+        TEMPLATE, args, prometheus="http://127.0.0.1:1", time_scale=60, min_window_s=4
+    )
     assert m.address == "http://127.0.0.1:1"
     assert m.success == "result[0] >= 0.99" and m.failure is None
     assert (m.interval_s, m.initial_delay_s, m.count, m.failure_limit) == (1.0, 0.5, 3, 1)
@@ -548,18 +621,33 @@ def provider_phase(result, success: str = "", failure: str = "") -> str:
     ("upstream", "result", "success", "failure", "phase"),
     [
         ("TestProcessScalarResponse", [0, "10"], "result == 10", "result != 10", "Successful"),
-        ("TestProcessNaNResponse/inconclusive", [0, "NaN"], "result >= 0.9", "result < 0.9",
-         "Inconclusive"),
-        ("TestProcessNaNResponse/success", [0, "NaN"], "result >= 0.9 || isNaN(result)", "",
-         "Successful"),
+        (
+            "TestProcessNaNResponse/inconclusive",
+            [0, "NaN"],
+            "result >= 0.9",
+            "result < 0.9",
+            "Inconclusive",
+        ),
+        (
+            "TestProcessNaNResponse/success",
+            [0, "NaN"],
+            "result >= 0.9 || isNaN(result)",
+            "",
+            "Successful",
+        ),
         ("TestProcessNaNResponse/failure", [0, "NaN"], "result >= 0.9", "", "Failed"),
         ("TestProcessInfResponse/success", [0, "+Inf"], "result >= 0.9", "", "Successful"),
         ("TestProcessInfResponse/failure", [0, "+Inf"], "", "isInf(result)", "Failed"),
-        ("TestProcessVectorResponse", [{"value": [0, "10"]}, {"value": [0, "11"]}],
-         "10 in result", "len(result) != 2", "Successful"),
+        (
+            "TestProcessVectorResponse",
+            [{"value": [0, "10"]}, {"value": [0, "11"]}],
+            "10 in result",
+            "len(result) != 2",
+            "Successful",
+        ),
         ("TestProcessInvalidResponse", None, "true", "true", "Error"),
     ],
-)  # fmt: skip
+)
 def test_process_response(upstream, result, success, failure, phase):
     assert provider_phase(result, success, failure) == phase, upstream
 
@@ -574,8 +662,14 @@ def test_run_successfully_with_range_query():  # TestRunSuccessfullyWithRangeQue
 
     day = 'date("2023-08-14 00:00:00", "2006-01-02 15:04:05", "UTC")'
     rq = {"start": f'{day} - duration("1h")', "end": day, "step": "1m"}
-    m = Metric("foo", "test", "http://p", success="all(result, # > 10)",
-               failure="all(result, # < 10)", range_query=(rq, 1.0))  # fmt: skip
+    m = Metric(
+        "foo",
+        "test",
+        "http://p",
+        success="all(result, # > 10)",
+        failure="all(result, # < 10)",
+        range_query=(rq, 1.0),
+    )
     assert measure(m, query) == ("Successful", [11.0, 12.0, 13.0, 14.0], "")
     assert sent == [(1691967600.0, 1691971200.0, 60.0)]  # 2023-08-13 23:00 to 00:00 UTC, 1m
 
@@ -583,14 +677,26 @@ def test_run_successfully_with_range_query():  # TestRunSuccessfullyWithRangeQue
 @pytest.mark.parametrize(
     ("upstream", "key", "value", "message"),
     [
-        ("TestRunUnparsableStartTime", "start", 'now() - duration("??")',
-         'failed to parse rangeQuery.start as time: time: invalid duration "??"'),
-        ("TestRunUnparsableEndTime", "end", 'now() - duration("??")',
-         'failed to parse rangeQuery.end as time: time: invalid duration "??"'),
-        ("TestRunUnparsableStep", "step", "??",
-         'failed to parse rangeQuery.step as duration: time: invalid duration "??"'),
+        (
+            "TestRunUnparsableStartTime",
+            "start",
+            'now() - duration("??")',
+            'failed to parse rangeQuery.start as time: time: invalid duration "??"',
+        ),
+        (
+            "TestRunUnparsableEndTime",
+            "end",
+            'now() - duration("??")',
+            'failed to parse rangeQuery.end as time: time: invalid duration "??"',
+        ),
+        (
+            "TestRunUnparsableStep",
+            "step",
+            "??",
+            'failed to parse rangeQuery.step as duration: time: invalid duration "??"',
+        ),
     ],
-)  # fmt: skip
+)
 def test_run_unparsable_range(upstream, key, value, message):
     rq = {"start": "now()", "end": "now()", "step": "1m", key: value}
     m = Metric("foo", "test", "http://p", success="true", range_query=(rq, 1.0))
@@ -641,8 +747,15 @@ def test_analyze_exit_codes(tmp_path, capsys):
 
     def template(name: str, metric: dict) -> str:
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"kind": "AnalysisTemplate", "metadata": {"name": name},
-                                        "spec": {"metrics": [metric]}}))  # fmt: skip
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "kind": "AnalysisTemplate",
+                    "metadata": {"name": name},
+                    "spec": {"metrics": [metric]},
+                }
+            )
+        )
         return str(path)
 
     down = {"prometheus": {"address": "http://127.0.0.1:9", "query": "up"}}

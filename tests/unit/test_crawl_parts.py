@@ -23,18 +23,26 @@ def test_decode_prefers_the_header_then_meta_then_detection():
 
 @pytest.mark.parametrize(
     ("body", "deadline"),
-    [("请于2025年12月7日前报送。", "2025年12月7日"), ("截止时间为2026年3月1日。", "2026年3月1日"),
-     ("报名截止：2025年11月30日", "2025年11月30日"), ("会议于2025年12月7日举行", None)],
-)  # fmt: skip
+    [
+        ("请于2025年12月7日前报送。", "2025年12月7日"),
+        ("截止时间为2026年3月1日。", "2026年3月1日"),
+        ("报名截止：2025年11月30日", "2025年11月30日"),
+        ("会议于2025年12月7日举行", None),
+    ],
+)
 def test_find_deadline(body, deadline):
     assert find_deadline(body) == deadline
 
 
 @pytest.mark.parametrize(
     ("body", "location"),
-    [("考场设在第二教学楼B305。", "第二教学楼B305"), ("地点：大礼堂", "大礼堂"),
-     ("请交至科技楼302室，逾期不候。", "科技楼302室"), ("请按时完成。", None)],
-)  # fmt: skip
+    [
+        ("考场设在第二教学楼B305。", "第二教学楼B305"),
+        ("地点：大礼堂", "大礼堂"),
+        ("请交至科技楼302室，逾期不候。", "科技楼302室"),
+        ("请按时完成。", None),
+    ],
+)
 def test_find_location(body, location):
     assert find_location(body) == location
 
@@ -53,14 +61,25 @@ def test_the_example_sites_file_loads():
 
 @pytest.mark.parametrize(
     ("yaml_text", "rule"),
-    [("sites: [{name: a, category: 教务, start_urls: [], selectors: {links: a, title: h1,"
-      " body: div, colour: red}}]", "sites[0].selectors.colour: unknown key"),
-     ("sites: [{name: a, category: 体育, start_urls: [], selectors: {links: a, title: h1,"
-      " body: div}}]", "sites[0].category: '体育' is not one of"),
-     ("sites: [{name: A B, category: 教务, start_urls: [], selectors: {links: a, title: h1,"
-      " body: div}}]", "must be a unique slug"),
-     ("settings: {delay_s: fast}\nsites: []", "settings.delay_s: expected a number")],
-)  # fmt: skip
+    [
+        (
+            "sites: [{name: a, category: 教务, start_urls: [], selectors: {links: a, title: h1,"
+            " body: div, colour: red}}]",
+            "sites[0].selectors.colour: unknown key",
+        ),
+        (
+            "sites: [{name: a, category: 体育, start_urls: [], selectors: {links: a, title: h1,"
+            " body: div}}]",
+            "sites[0].category: '体育' is not one of",
+        ),
+        (
+            "sites: [{name: A B, category: 教务, start_urls: [], selectors: {links: a, title: h1,"
+            " body: div}}]",
+            "must be a unique slug",
+        ),
+        ("settings: {delay_s: fast}\nsites: []", "settings.delay_s: expected a number"),
+    ],
+)
 def test_a_bad_sites_file_names_file_and_key(tmp_path, yaml_text, rule):
     path = tmp_path / "sites.yaml"
     path.write_text(yaml_text, encoding="utf-8")

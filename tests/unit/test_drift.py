@@ -115,14 +115,27 @@ def test_recent_prompts_are_the_newest_by_time_across_files_and_zones(tmp_path):
     def write(path, rows):
         log = RequestLog(path)
         for time, prompt in rows:
-            log.write({"time": time, "request_id": prompt, "model_version": "1",
-                       "prompt": prompt, "response": "", "latency_ms": 1.0,
-                       "prompt_tokens": 1, "completion_tokens": 1})  # fmt: skip
+            log.write(
+                {
+                    "time": time,
+                    "request_id": prompt,
+                    "model_version": "1",
+                    "prompt": prompt,
+                    "response": "",
+                    "latency_ms": 1.0,
+                    "prompt_tokens": 1,
+                    "completion_tokens": 1,
+                }
+            )
 
-    write(tmp_path / "b.jsonl", [("2026-11-22T10:00:00+02:00", "08:00Z"),
-                                 ("2026-11-22T09:30:00", "09:30Z")])  # fmt: skip
-    write(tmp_path / "a.jsonl", [("2026-11-22T09:00:00Z", "09:00Z"),
-                                 ("2026-11-22T07:00:00Z", "07:00Z")])  # fmt: skip
+    write(
+        tmp_path / "b.jsonl",
+        [("2026-11-22T10:00:00+02:00", "08:00Z"), ("2026-11-22T09:30:00", "09:30Z")],
+    )
+    write(
+        tmp_path / "a.jsonl",
+        [("2026-11-22T09:00:00Z", "09:00Z"), ("2026-11-22T07:00:00Z", "07:00Z")],
+    )
     with open(tmp_path / "a.jsonl", "a", encoding="utf-8") as fh:
         fh.write('{"time": "2026-11-22T23:00:00Z"}\n')
     prompts, problems = recent_prompts([str(tmp_path)], max_samples=3)

@@ -18,10 +18,16 @@ P = FeedbackParams()
 
 def log_record(i, version="3", **extra):
     return {
-        "time": f"2026-11-22T02:{i % 60:02d}:00+00:00", "request_id": f"req-{i:04d}",
-        "model_version": version, "prompt": f"问题{i}", "response": f"回答{i}",
-        "latency_ms": 40.0, "prompt_tokens": 10, "completion_tokens": 3, **extra,
-    }  # fmt: skip
+        "time": f"2026-11-22T02:{i % 60:02d}:00+00:00",
+        "request_id": f"req-{i:04d}",
+        "model_version": version,
+        "prompt": f"问题{i}",
+        "response": f"回答{i}",
+        "latency_ms": 40.0,
+        "prompt_tokens": 10,
+        "completion_tokens": 3,
+        **extra,
+    }
 
 
 def test_params_carry_a_feedback_section():
@@ -74,8 +80,10 @@ def test_sample_skips_bad_lines_with_their_number_scrubs_pii_and_pairs_both_side
     path.write_text("\n".join(lines) + "\n")
 
     def challenger(records):
-        return [("另一个回答" if r["request_id"] != "req-0005" else r["response"], "local:x")
-                for r in records]  # fmt: skip
+        return [
+            ("另一个回答" if r["request_id"] != "req-0005" else r["response"], "local:x")
+            for r in records
+        ]
 
     tasks, s = sample([path], 10, P, from_log, challenger)
     err = capsys.readouterr().err
@@ -113,17 +121,41 @@ def label_result(vote=None, correction=None, rating=None):
     """An annotation's result as the labeling UI submits it for the project's config."""
     result = []
     if vote in ("left", "right"):
-        result.append({"from_name": "preference", "to_name": "left", "type": "pairwise",
-                       "value": {"selected": vote}})  # fmt: skip
+        result.append(
+            {
+                "from_name": "preference",
+                "to_name": "left",
+                "type": "pairwise",
+                "value": {"selected": vote},
+            }
+        )
     elif vote == "tie":
-        result.append({"from_name": "equal", "to_name": "prompt", "type": "choices",
-                       "value": {"choices": ["Both equal"]}})  # fmt: skip
+        result.append(
+            {
+                "from_name": "equal",
+                "to_name": "prompt",
+                "type": "choices",
+                "value": {"choices": ["Both equal"]},
+            }
+        )
     if rating:
-        result.append({"from_name": "rating", "to_name": "prompt", "type": "rating",
-                       "value": {"rating": rating}})  # fmt: skip
+        result.append(
+            {
+                "from_name": "rating",
+                "to_name": "prompt",
+                "type": "rating",
+                "value": {"rating": rating},
+            }
+        )
     if correction:
-        result.append({"from_name": "correction", "to_name": "prompt", "type": "textarea",
-                       "value": {"text": [correction]}})  # fmt: skip
+        result.append(
+            {
+                "from_name": "correction",
+                "to_name": "prompt",
+                "type": "textarea",
+                "value": {"text": [correction]},
+            }
+        )
     return result
 
 
@@ -132,10 +164,22 @@ def task(fid, *votes, corrections=(), ratings=None):
     anns = []
     for who, vote in enumerate(votes, 1):
         result = label_result(vote, dict(corrections).get(who), (ratings or {}).get(who))
-        anns.append({"completed_by": who, "was_cancelled": vote == "skip", "result": result,
-                     "updated_at": f"2026-11-2{who}"})  # fmt: skip
-    data = {"feedback_id": fid, "prompt": "通知属于哪一类？", "left": "教务", "right": "科研",
-            "left_model": "champion:3", "right_model": "challenger:4"}  # fmt: skip
+        anns.append(
+            {
+                "completed_by": who,
+                "was_cancelled": vote == "skip",
+                "result": result,
+                "updated_at": f"2026-11-2{who}",
+            }
+        )
+    data = {
+        "feedback_id": fid,
+        "prompt": "通知属于哪一类？",
+        "left": "教务",
+        "right": "科研",
+        "left_model": "champion:3",
+        "right_model": "challenger:4",
+    }
     return {"id": 1, "data": data, "annotations": anns}
 
 
@@ -172,8 +216,7 @@ def test_a_correction_becomes_a_pair_over_the_answer_it_corrects():
 
 def test_merge_is_stable_dedups_by_id_and_a_second_pull_changes_nothing():
     existing = [{"id": "s1", "source": "sample"}, {"id": "s2", "source": "sample"}]
-    tasks = [task("b", "left"), task("a", "right", "right"), task("c", "left", "right"),
-             task("d")]  # fmt: skip
+    tasks = [task("b", "left"), task("a", "right", "right"), task("c", "left", "right"), task("d")]
     pulled, counts, judged = to_pairs(tasks, corrections=True)
     assert counts == Counter(pair=2, tie=1, unannotated=1, correction=0)
     once, change = merge(existing, pulled, judged)

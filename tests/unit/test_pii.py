@@ -23,9 +23,16 @@ def test_each_kind_is_replaced_by_its_placeholder_and_counted():
 
 @pytest.mark.parametrize(
     "phone",
-    ["13812345678", "+86 138 1234 5678", "138-1234-5678", "(010)62751234", "（0571）88888888",
-     "0571-8888 8888", "021-64040000转8012"],
-)  # fmt: skip
+    [
+        "13812345678",
+        "+86 138 1234 5678",
+        "138-1234-5678",
+        "(010)62751234",
+        "（0571）88888888",
+        "0571-8888 8888",
+        "021-64040000转8012",
+    ],
+)
 def test_phone_forms(phone):
     out, counts = scrub(f"咨询电话：{phone}。")
     assert out == "咨询电话：<PHONE>。" and counts["phone"] == 1
@@ -40,9 +47,14 @@ def test_an_18_digit_number_with_a_wrong_check_digit_is_not_an_id_card():
 
 @pytest.mark.parametrize(
     "text",
-    ["请于2025年12月7日前报送行政楼330室。", "12月20日（周六）9:30在图书馆一楼报告厅",
-     "关于开展2026年度科研成果奖励申报的通知", "科技楼302室", "第二教学楼B3105"],
-)  # fmt: skip
+    [
+        "请于2025年12月7日前报送行政楼330室。",
+        "12月20日（周六）9:30在图书馆一楼报告厅",
+        "关于开展2026年度科研成果奖励申报的通知",
+        "科技楼302室",
+        "第二教学楼B3105",
+    ],
+)
 def test_notice_facts_are_not_mistaken_for_pii(text):
     assert scrub(text) == (text, Counter())
 

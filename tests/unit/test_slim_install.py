@@ -13,10 +13,21 @@ from ..conftest import BIN, ROOT
 
 # in requirements.lock, not in the Makefile's SLIM_DEPS (nor pulled in by them)
 ABSENT = [
-    "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers",
-    "sentence_transformers", "chromadb", "great_expectations", "sklearn",
-    "label_studio_sdk", "sqlalchemy", "flask",
-]  # fmt: skip
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "sentence_transformers",
+    "chromadb",
+    "great_expectations",
+    "sklearn",
+    "label_studio_sdk",
+    "sqlalchemy",
+    "flask",
+]
 
 BLOCKER = f"""
 import importlib.abc, sys
