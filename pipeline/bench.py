@@ -189,7 +189,6 @@ def bench_packing(repo: Path, steps: int = 12) -> dict[str, Any]:
 def train_rate(repo: str | Path, out: Path | None = None, **overrides) -> dict:
     """The train stage's training (its params, data and base model) on whatever device this
     process sees, `overrides` on top of params.train; the model is kept in `out` if given."""
-    import dataclasses
     import tempfile
 
     from pipeline.config import load_params
@@ -198,7 +197,7 @@ def train_rate(repo: str | Path, out: Path | None = None, **overrides) -> dict:
     from pipeline.train.train import train
 
     repo = Path(repo)
-    p = dataclasses.replace(load_params(repo / PARAMS).train, save_steps=0, **overrides)
+    p = load_params(repo / PARAMS).train.model_copy(update={"save_steps": 0, **overrides})
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as work:
         return train(
             p,

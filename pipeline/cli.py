@@ -167,7 +167,7 @@ def build_parser(every: list[Command] | None = None) -> argparse.ArgumentParser:
 
 
 def _add(parser: argparse.ArgumentParser, a: Arg) -> None:
-    parser.add_argument(*a.flags, **a.options)  # type: ignore[arg-type]
+    parser.add_argument(*a.flags, **a.options)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
@@ -27,10 +27,10 @@ class Arg:
     """One `argparse.ArgumentParser.add_argument(*flags, **options)`."""
 
     flags: tuple[str, ...]
-    options: dict[str, object] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
-def arg(*flags: str, **options: object) -> Arg:
+def arg(*flags: str, **options: Any) -> Arg:
     return Arg(flags, options)
 
 

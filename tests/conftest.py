@@ -5,7 +5,6 @@ small enough to build and train in seconds, serves the model and integration tes
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -121,8 +120,7 @@ def workspace(tmp_path_factory) -> Path:
 
 # a model small enough to build and train in seconds
 LABELS = ["教务", "科研", "学生工作", "招生就业", "后勤", "讲座活动"]
-TINY = dataclasses.replace(
-    BaseParams(),
+TINY = BaseParams(
     vocab_size=600,
     hidden_size=32,
     intermediate_size=64,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -46,9 +45,11 @@ from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import yaml
+from pydantic import Field
 
 from pipeline import paths
 from pipeline.commands import arg, command
+from pipeline.config import Section
 from pipeline.data.clean import boilerplate_pattern, html_to_text, strip_boilerplate
 from pipeline.data.schema import CATEGORIES, check_notice
 from pipeline.io import (
@@ -66,8 +67,7 @@ OUT_NAME = CRAWLED_NOTICES.name
 STATE_DIR = CRAWL_STATE_DIR.name  # next to the output, where a glob for *.jsonl does not reach
 
 
-@dataclass(frozen=True)
-class Selectors:
+class Selectors(Section):
     """CSS selectors (BeautifulSoup `select`). `links` and `next` apply to list pages."""
 
     links: str
@@ -79,24 +79,22 @@ class Selectors:
     location: str = ""
 
 
-@dataclass(frozen=True)
-class Site:
+class Site(Section):
     name: str  # a short slug; notice ids are `<name>-<hash of the URL>`
     category: str  # every notice under these start URLs has this category
     start_urls: list[str]
     selectors: Selectors
     max_pages: int = 5  # list pages followed from each start URL
     department: str = ""  # when there is no department selector, or it finds nothing
-    boilerplate: list[str] = field(default_factory=list)  # extra line patterns to drop
+    boilerplate: list[str] = Field(default_factory=list)  # extra line patterns to drop
     # the hosts (host or host:port) its pages may come from; empty: its start URLs' hosts
-    hosts: list[str] = field(default_factory=list)
+    hosts: list[str] = Field(default_factory=list)
 
     def allowed_hosts(self) -> set[str]:
         return set(self.hosts) or {_host(u) for u in self.start_urls}
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Section):
     user_agent: str = "FlywheelNoticeCrawler/0.1"
     delay_s: float = 1.0  # between two requests to the same host
     timeout_s: float = 10.0  # per request, connect to last byte, however slow the bytes
@@ -107,19 +105,18 @@ class Settings:
     max_redirects: int = 5
 
 
-@dataclass(frozen=True)
-class SitesFile:
+class SitesFile(Section):
     sites: list[Site]
-    settings: Settings = field(default_factory=Settings)
+    settings: Settings = Field(default_factory=Settings)
 
 
 def load_sites(path: Path) -> SitesFile:
     """The sites YAML, checked like params.yaml: unknown keys and wrong types name the key."""
-    from pipeline.config import ParamsError, _build
+    from pipeline.config import ParamsError, validated
 
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        parsed = _build(SitesFile, raw if isinstance(raw, dict) else {"sites": raw}, "")
+        parsed = validated(SitesFile, raw if isinstance(raw, dict) else {"sites": raw}, "")
     except FileNotFoundError:
         raise DataError(
             path, None, "sites file not found (see configs/sites/example.yaml)"
@@ -450,69 +447,124 @@ def _load_state(path: Path) -> dict:
 def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=print) -> Summary:
     """Crawl every site into out_dir/crawled.jsonl (see the module docstring)."""
     out_dir = Path(out_dir)
-    out_file, state_file = out_dir / OUT_NAME, out_dir / STATE_DIR / "state.json"
-    fetcher = fetcher or Fetcher(config.settings, log=log)
-    state = _load_state(state_file)
-    records = {r["id"]: r for r in read_jsonl(out_file)} if out_file.exists() else {}
-    rejected: list[dict] = []
-    summary, seen = Summary(), set()
-    fingerprint = {
-        site.name: hashlib.sha256(dumps(dataclasses.asdict(site)).encode()).hexdigest()[:16]
-        for site in config.sites
-    }
+    run = _Crawl(config, out_dir, fetcher or Fetcher(config.settings, log=log), log)
+    try:  # whatever happens (an error, SIGTERM), keep what was crawled so far
+        with _sigterm_exits():
+            for site in config.sites:
+                for start in site.start_urls:
+                    run.follow(site, start)
+    finally:
+        run.save()
+    log(run.summary.line(out_dir))
+    return run.summary
 
-    def fail(url: str, why: str) -> None:
-        summary.failed.append((_safe(url), why))
-        log(f"crawl: failed {_safe(url)}: {why}", file=sys.stderr)
 
-    def off_site(site: Site, url: str) -> bool:
+class _Crawl:
+    """One crawl's progress: the records, the per-page state, what was seen and rejected."""
+
+    def __init__(self, config: SitesFile, out_dir: Path, fetcher: Fetcher, log) -> None:
+        self.out_dir, self.fetcher, self.log = out_dir, fetcher, log
+        self.out_file, self.state_file = out_dir / OUT_NAME, out_dir / STATE_DIR / "state.json"
+        self.state = _load_state(self.state_file)
+        self.records = (
+            {r["id"]: r for r in read_jsonl(self.out_file)} if self.out_file.exists() else {}
+        )
+        self.rejected: list[dict] = []
+        self.summary, self.seen = Summary(), set[str]()
+        self.fingerprint = {
+            site.name: hashlib.sha256(dumps(site.model_dump()).encode()).hexdigest()[:16]
+            for site in config.sites
+        }
+
+    def fail(self, url: str, why: str) -> None:
+        self.summary.failed.append((_safe(url), why))
+        self.log(f"crawl: failed {_safe(url)}: {why}", file=sys.stderr)
+
+    def reachable(self, site: Site, url: str) -> bool:
+        """On the site's hosts and allowed by robots.txt; counted when not."""
         why = off_limits(url, site.allowed_hosts())
         if why:
-            summary.off_site += 1
-            log(f"crawl: {site.name}: not following {_safe(url)}: {why}")
-        return why is not None
+            self.summary.off_site += 1
+            self.log(f"crawl: {site.name}: not following {_safe(url)}: {why}")
+            return False
+        if not self.fetcher.allowed(url):
+            self.summary.robots += 1
+            return False
+        return True
 
-    def detail(site: Site, url: str) -> None:
-        if url in seen:
+    def follow(self, site: Site, url: str | None) -> None:
+        """A list page, its notices, then the next list page, up to max_pages."""
+        from bs4 import BeautifulSoup
+
+        pages = 0
+        while url and pages < site.max_pages and url not in self.seen:
+            self.seen.add(url)
+            pages += 1
+            if not self.reachable(site, url):
+                return
+            try:
+                page = self.fetcher.get(url, hosts=site.allowed_hosts())
+            except FetchError as exc:
+                return self.fail(url, str(exc))
+            if page.status != 200:
+                return self.fail(url, f"HTTP {page.status}")
+            html = decode(page.content, page.headers.get("Content-Type"))
+            soup = BeautifulSoup(html, "html.parser")
+            links = [
+                urldefrag(urljoin(page.url, str(a["href"]))).url
+                for a in soup.select(site.selectors.links)
+                if a.get("href")
+            ]
+            self.summary.list_pages += 1
+            self.log(f"crawl: {site.name} list page {pages}: {len(links)} links ({url})")
+            for link in links:
+                self.detail(site, link)
+            nxt = soup.select_one(site.selectors.next) if site.selectors.next else None
+            href = nxt.get("href") if nxt is not None else None
+            url = urljoin(page.url, str(href)) if href else None
+
+    def detail(self, site: Site, url: str) -> None:
+        """A notice page: fetched conditionally, extracted, checked, kept when new or changed."""
+        if url in self.seen:
             return
-        seen.add(url)
-        if off_site(site, url):
+        self.seen.add(url)
+        if not self.reachable(site, url):
             return
-        if not fetcher.allowed(url):
-            summary.robots += 1
-            return
-        prev = state["pages"].get(url, {})
-        if prev.get("site_sha256") != fingerprint[site.name]:
+        prev = self.state["pages"].get(url, {})
+        if prev.get("site_sha256") != self.fingerprint[site.name]:
             prev = {}  # the site's selectors or defaults changed: read the page afresh
         validators = (("If-None-Match", "etag"), ("If-Modified-Since", "last_modified"))
         headers = {k: prev[v] for k, v in validators if prev.get(v)}
         try:
-            page = fetcher.get(url, headers, site.allowed_hosts())
+            page = self.fetcher.get(url, headers, site.allowed_hosts())
         except FetchError as exc:
-            return fail(url, str(exc))
+            return self.fail(url, str(exc))
         if page.status == 304 and prev:
-            summary.unchanged += 1
+            self.summary.unchanged += 1
             return
         if page.status != 200:
-            return fail(url, f"HTTP {page.status}")
+            return self.fail(url, f"HTTP {page.status}")
         try:
             found = extract(site, decode(page.content, page.headers.get("Content-Type")))
         except MalformedPage as exc:
-            return fail(url, f"malformed page: {exc}")
+            return self.fail(url, f"malformed page: {exc}")
         digest = content_hash(found)
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         nid = f"{site.name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
         # no timestamps here: an unchanged site leaves the state, and so data/raw, unchanged
-        state["pages"][url] = {
+        self.state["pages"][url] = {
             "id": nid,
-            "site_sha256": fingerprint[site.name],
+            "site_sha256": self.fingerprint[site.name],
             "content_sha256": digest,
             "etag": page.headers.get("ETag"),
             "last_modified": page.headers.get("Last-Modified"),
         }
         if prev.get("content_sha256") == digest:
-            summary.unchanged += 1
+            self.summary.unchanged += 1
             return
+        self.keep(url, nid, digest, found, site)
+
+    def keep(self, url: str, nid: str, digest: str, found: dict, site: Site) -> None:
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         record = {
             "id": nid,
             **found,
@@ -523,66 +575,26 @@ def crawl(config: SitesFile, out_dir: Path, fetcher: Fetcher | None = None, log=
         }
         problems = check_notice(record)
         if problems:
-            summary.rejected += 1
-            rejected.append(record | {"problems": problems})
-            log(f"crawl: rejected {url}: {'; '.join(problems)}", file=sys.stderr)
+            self.summary.rejected += 1
+            self.rejected.append(record | {"problems": problems})
+            self.log(f"crawl: rejected {url}: {'; '.join(problems)}", file=sys.stderr)
             return
-        if nid in records:
-            summary.updated += 1
+        if nid in self.records:
+            self.summary.updated += 1
         else:
-            summary.new += 1
-        records[nid] = record
+            self.summary.new += 1
+        self.records[nid] = record
 
-    def follow(site: Site, url: str | None) -> None:
-        """A list page, its notices, then the next list page, up to max_pages."""
-        from bs4 import BeautifulSoup
-
-        pages = 0
-        while url and pages < site.max_pages and url not in seen:
-            seen.add(url)
-            pages += 1
-            if off_site(site, url):
-                return
-            if not fetcher.allowed(url):
-                summary.robots += 1
-                return
-            try:
-                page = fetcher.get(url, hosts=site.allowed_hosts())
-            except FetchError as exc:
-                return fail(url, str(exc))
-            if page.status != 200:
-                return fail(url, f"HTTP {page.status}")
-            html = decode(page.content, page.headers.get("Content-Type"))
-            soup = BeautifulSoup(html, "html.parser")
-            links = [
-                urldefrag(urljoin(page.url, str(a["href"]))).url
-                for a in soup.select(site.selectors.links)
-                if a.get("href")
-            ]
-            summary.list_pages += 1
-            log(f"crawl: {site.name} list page {pages}: {len(links)} links ({url})")
-            for link in links:
-                detail(site, link)
-            nxt = soup.select_one(site.selectors.next) if site.selectors.next else None
-            href = nxt.get("href") if nxt is not None else None
-            url = urljoin(page.url, str(href)) if href else None
-
-    try:  # whatever happens (an error, SIGTERM), keep what was crawled so far
-        with _sigterm_exits():
-            for site in config.sites:
-                for start in site.start_urls:
-                    follow(site, start)
-    finally:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_jsonl(out_file, records.values())
-        atomic_write_text(state_file, dumps(state))
-        if rejected:
-            with open(out_dir / STATE_DIR / "rejected.jsonl", "a", encoding="utf-8") as fh:
+    def save(self) -> None:
+        """The records and the state, atomically; rejected pages appended for a person."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(self.out_file, self.records.values())
+        atomic_write_text(self.state_file, dumps(self.state))
+        if self.rejected:
+            with open(self.out_dir / STATE_DIR / "rejected.jsonl", "a", encoding="utf-8") as fh:
                 fh.writelines(
-                    f"{json.dumps(r, ensure_ascii=False, sort_keys=True)}\n" for r in rejected
+                    f"{json.dumps(r, ensure_ascii=False, sort_keys=True)}\n" for r in self.rejected
                 )
-    log(summary.line(out_dir))
-    return summary
 
 
 @command(

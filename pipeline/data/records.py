@@ -14,6 +14,7 @@ prepare's cleaning code.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 CATEGORY_LIST = "教务、科研、学生工作、招生就业、后勤、讲座活动"
 QUESTIONS = {
@@ -44,7 +45,7 @@ def record(n: dict, task: str, prompt: str, answer: str, field: str | None = Non
     }
 
 
-def task_records(n: dict, tasks: list[str]) -> list[dict]:
+def task_records(n: dict, tasks: Sequence[str]) -> list[dict]:
     """The instruction records one notice yields."""
     out = []
     if "classify" in tasks:

@@ -17,7 +17,6 @@ metrics/dpo.json says `skipped` and why.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -185,7 +184,7 @@ def track(params: Params, pairs: list[dict], held_out: list[dict], sft_run: str 
     from pipeline.tracking import flatten, git_commit
 
     with mlflow.start_run(run_name="dpo") as run:
-        mlflow.log_params(flatten({"dpo": dataclasses.asdict(params.dpo)}))
+        mlflow.log_params(flatten({"dpo": params.dpo.model_dump()}))
         tags = {"stage": "dpo", "sft_run_id": sft_run or ""}
         if commit := git_commit():
             tags["git_commit"] = commit

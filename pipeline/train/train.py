@@ -13,7 +13,6 @@ metrics/train.json and plots/train_loss.csv. The dpo stage takes models/sft on f
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,7 @@ def train(
     )
     main_process = is_main_process()
     resume_from = last_good_checkpoint(
-        work_dir, fingerprint(dataclasses.asdict(p), records, base_dir), clean=main_process
+        work_dir, fingerprint(p.model_dump(), records, base_dir), clean=main_process
     )
     if resume_from and main_process:
         print(f"train: resuming from {resume_from}", flush=True)
@@ -114,7 +113,7 @@ def track(params: Params, run) -> dict:
 
     records = read_jsonl(TRAIN_FILE)
     mlflow.log_params(
-        flatten({"train": dataclasses.asdict(params.train), "model.base": params.model.base})
+        flatten({"train": params.train.model_dump(), "model.base": params.model.base})
     )
     frame = pd.DataFrame(
         {

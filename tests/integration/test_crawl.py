@@ -6,7 +6,6 @@ that downloads nothing unchanged (ETag / Last-Modified) and writes nothing again
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import json
 import threading
@@ -272,7 +271,7 @@ def test_crawl_end_to_end_then_incremental(site, tmp_path):
 
     # a changed site config reads every page afresh: no validators, no 304s
     site.log.clear()
-    moved = dataclasses.replace(config(site.base).sites[0], category="科研")
+    moved = config(site.base).sites[0].model_copy(update={"category": "科研"})
     fourth = crawl(SitesFile(sites=[moved], settings=SETTINGS), tmp_path, log=lambda *a, **k: None)
     assert fourth.updated == 4 and requests_for(site, "/tzgg/a1.htm") == [200]
     assert {r["category"] for r in read_jsonl(tmp_path / "crawled.jsonl")} == {"科研"}

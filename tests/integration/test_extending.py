@@ -26,19 +26,19 @@ Run: dvc repro words
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import stage_params
+from pydantic import Field
+
+from pipeline.config import Section, stage_params
 from pipeline.io import run_stage, write_json
 from pipeline.paths import RAW_NOTICES
 
 WORDS_METRICS = Path("metrics/words.json")
 
 
-@dataclass(frozen=True)
-class WordsParams:
-    min_chars: int = 50
+class WordsParams(Section):
+    min_chars: int = Field(50, ge=1, description="shortest notice counted")
 
 
 def main() -> int:

@@ -1,6 +1,5 @@
 """DPO on the tiny model: both forms of SFT model, the output form, and the explicit skip."""
 
-import dataclasses
 import json
 import shutil
 
@@ -17,8 +16,7 @@ from pipeline.train.train import train
 from ..conftest import ROOT
 
 PAIRS = sample_pairs(generate(24), list(TASKS))
-DPO = dataclasses.replace(
-    DpoParams(),
+DPO = DpoParams(
     max_steps=12,
     batch_size=4,
     learning_rate=5.0e-3,

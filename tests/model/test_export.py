@@ -1,7 +1,5 @@
 """Merged weights answer exactly like base + adapter, with no adapter left."""
 
-import dataclasses
-
 import pytest
 
 from pipeline.config import LoraParams, TrainParams
@@ -17,8 +15,7 @@ RECORDS = [r for n in generate(12) for r in task_records(n, ["classify"])]
 
 
 def test_merged_lora_generates_like_base_plus_adapter(tiny_base, tmp_path):
-    p = dataclasses.replace(
-        TrainParams(),
+    p = TrainParams(
         method="lora",
         max_steps=10,
         batch_size=4,

@@ -1,7 +1,5 @@
 """Both fine-tuning paths train, save and reload (the default for real models is LoRA)."""
 
-import dataclasses
-
 import pytest
 
 from pipeline.config import LoraParams, TrainParams
@@ -16,8 +14,7 @@ RECORDS = [r for n in generate(24) for r in task_records(n, ["classify", "title"
 
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_training_lowers_the_loss_and_the_result_reloads(method, tiny_base, tmp_path):
-    p = dataclasses.replace(
-        TrainParams(),
+    p = TrainParams(
         method=method,
         max_steps=30,
         batch_size=8,
@@ -42,9 +39,7 @@ def test_training_lowers_the_loss_and_the_result_reloads(method, tiny_base, tmp_
 
 
 def test_lora_only_trains_the_adapter_and_named_modules(tiny_base, tmp_path):
-    p = dataclasses.replace(
-        TrainParams(), method="lora", max_steps=2, batch_size=4, lora=LoraParams(r=4, alpha=8)
-    )
+    p = TrainParams(method="lora", max_steps=2, batch_size=4, lora=LoraParams(r=4, alpha=8))
     summary = train(p, tiny_base, RECORDS[:8], tmp_path / "out", tmp_path / "work")
     base_params = sum(t.numel() for t in load_model(tiny_base).parameters())
     assert 0 < summary["trainable_parameters"] < base_params / 4

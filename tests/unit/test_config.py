@@ -7,7 +7,10 @@ import yaml
 
 from pipeline.config import (
     BUILTIN_BASE,
+    SECTIONS,
     ParamsError,
+    Section,
+    TrainParams,
     load_params,
     parse_params,
     read_params_file,
@@ -64,7 +67,10 @@ def test_shipped_params_load_with_every_section():
             lambda r: r["train"].update(epochs=0.0, max_steps=0),
             "params.yaml:train.epochs: must be above 0",
         ),
-        (lambda r: r["train"].update(max_steps=-1), "params.yaml:train.max_steps: must be 0"),
+        (
+            lambda r: r["train"].update(max_steps=-1),
+            "params.yaml:train.max_steps: must be at least 0, got -1",
+        ),
         (lambda r: r["evaluate"].update(max_labels=1), "params.yaml:evaluate.max_labels"),
         (
             lambda r: r["validate"].update(min_chinese_share=50),
@@ -188,3 +194,24 @@ def test_every_default_is_the_shipped_params_yaml_value():
     assert sorted(set(defaults) - set(shipped)) == [], "keys params.yaml does not name"
     differ = {k: (defaults[k], v) for k, v in shipped.items() if defaults.get(k) != v}
     assert differ == {}, "key: (default, params.yaml)"
+
+
+def test_every_key_has_a_one_line_help_and_llmops_params_prints_it():
+    def walk(model):
+        for name, info in model.model_fields.items():
+            assert info.description, f"{model.__name__}.{name} has no help"
+            assert "\n" not in info.description, f"{model.__name__}.{name}: one line"
+            if isinstance(info.annotation, type) and issubclass(info.annotation, Section):
+                walk(info.annotation)
+
+    for model in SECTIONS.values():
+        walk(model)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "params"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"  method: full  # {TrainParams.model_fields['method'].description}\n" in out
+    assert "    r: 16  # LoRA rank\n" in out  # nested sections too

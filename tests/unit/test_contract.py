@@ -1,6 +1,5 @@
 """dvc.yaml and the package must agree: stage names, commands, deps, params and paths."""
 
-import dataclasses
 import importlib
 import typing
 from pathlib import Path
@@ -68,7 +67,7 @@ def test_params_name_real_sections_and_keys(stage):
             continue  # the stage's own section, typed in its module
         assert section in sections, entry
         if key:
-            assert key in {f.name for f in dataclasses.fields(sections[section])}, entry
+            assert key in sections[section].model_fields, entry
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -60,7 +59,7 @@ def test_a_shifted_sample_is_drift_and_a_fresh_one_from_the_same_source_is_not()
 def test_ks_alone_flags_a_shift_that_the_mean_psi_dilutes():
     ref = cloud(2000, seed=0)
     # a moderate shift on one of five components: mean PSI stays under 0.2, KS does not
-    p = dataclasses.replace(P, psi_threshold=10.0)
+    p = P.model_copy(update={"psi_threshold": 10.0})
     result = compare(ref, cloud(400, seed=3, shift=0.5), p)
     assert result["verdict"] == DRIFT and "KS" in result["reason"]
     assert compare(ref, cloud(400, seed=4), p)["verdict"] == OK
@@ -74,8 +73,8 @@ def test_too_few_prompts_is_insufficient_data_not_drift():
 
 def test_max_aggregate_is_at_least_the_mean():
     ref, cur = cloud(1000, seed=0), cloud(300, seed=5, shift=0.4)
-    mean = compare(ref, cur, dataclasses.replace(P, aggregate="mean"))["psi"]
-    top = compare(ref, cur, dataclasses.replace(P, aggregate="max"))["psi"]
+    mean = compare(ref, cur, P.model_copy(update={"aggregate": "mean"}))["psi"]
+    top = compare(ref, cur, P.model_copy(update={"aggregate": "max"}))["psi"]
     assert top >= mean > 0
 
 
