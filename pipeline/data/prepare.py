@@ -25,6 +25,7 @@ dataset's category and source kept for the evaluation slices.
 from __future__ import annotations
 
 from collections import Counter
+from typing import NamedTuple
 
 from pipeline.config import PrepareParams, load_params
 from pipeline.data.clean import normalize
@@ -94,8 +95,14 @@ def clean_notices(p: PrepareParams, notices: list[dict]) -> tuple[list[dict], di
     return result.kept, counts, result.report()
 
 
-def prepare(p: PrepareParams, notices: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
-    """(train records, eval records, pretrain texts) for `notices`."""
+class Prepared(NamedTuple):
+    train: list[dict]
+    evals: list[dict]
+    pretrain: list[dict]  # texts for the base model's continued pre-training
+
+
+def prepare(p: PrepareParams, notices: list[dict]) -> Prepared:
+    """The train and eval records and the pretrain texts of `notices`."""
     train, evals, pretrain = [], [], []
     for n in notices:
         records = task_records(n, p.tasks)
@@ -104,7 +111,7 @@ def prepare(p: PrepareParams, notices: list[dict]) -> tuple[list[dict], list[dic
         else:
             train.extend(records)
             pretrain.extend(pretrain_texts(n))
-    return train, evals, pretrain
+    return Prepared(train, evals, pretrain)
 
 
 def instruction_records(p: PrepareParams, rows: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -267,161 +267,181 @@ def build_tables(
 def suite(p: ValidateParams, prep: PrepareParams) -> dict[str, list]:
     """The expectations per table, each with a description saying what it protects."""
     import great_expectations.expectations as gxe
+
+    return {
+        "notices": notice_expectations(p),
+        "categories": [
+            gxe.ExpectColumnValuesToBeBetween(
+                column="notices",
+                min_value=p.min_notices_per_category,
+                **_d(
+                    "minimum notices per category (params.yaml:validate.min_notices_per_category)"
+                ),
+            )
+        ],
+        "records": record_expectations(p, prep),
+        "instructions": instruction_expectations(p),
+        "tasks": [
+            gxe.ExpectColumnValuesToBeBetween(
+                column="eval_records",
+                min_value=p.min_eval_records_per_task,
+                **_d(
+                    "minimum eval records per task (params.yaml:validate.min_eval_records_per_task)"
+                ),
+            )
+        ],
+    }
+
+
+def _d(text: str) -> dict:
+    return {"description": text}
+
+
+def notice_expectations(p: ValidateParams) -> list:
+    """The raw notices: schema, uniqueness, categories, lengths, dates, language."""
+    import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
-    def d(text: str) -> dict:
-        return {"description": text}
-
     parsed = Column("json_object") == True  # noqa: E712 (builds a GX condition)
-
-    notices = [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, **d("data/raw holds notices")),
+    return [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, **_d("data/raw holds notices")),
         gxe.ExpectColumnValuesToBeInSet(
-            column="json_object", value_set=[True], **d("every line is a JSON object")
+            column="json_object", value_set=[True], **_d("every line is a JSON object")
         ),
         *[
-            gxe.ExpectColumnToExist(column=key, **d(f"schema: notices have `{key}`"))
+            gxe.ExpectColumnToExist(column=key, **_d(f"schema: notices have `{key}`"))
             for key in REQUIRED
         ],
         *[
             gxe.ExpectColumnValuesToNotBeNull(
                 column=key,
                 row_condition=parsed,  # a line that is not JSON is reported once, above
-                **d(f"`{key}` is a non-empty string on every notice"),
+                **_d(f"`{key}` is a non-empty string on every notice"),
             )
             for key in REQUIRED
         ],
         gxe.ExpectColumnValuesToBeNull(
-            column="wrong_types", **d("optional fields are strings or null")
+            column="wrong_types", **_d("optional fields are strings or null")
         ),
-        gxe.ExpectColumnValuesToBeUnique(column="id", **d("no duplicate notice ids")),
+        gxe.ExpectColumnValuesToBeUnique(column="id", **_d("no duplicate notice ids")),
         gxe.ExpectColumnValuesToBeInSet(
-            column="category", value_set=list(CATEGORIES), **d("category is one of the six")
+            column="category", value_set=list(CATEGORIES), **_d("category is one of the six")
         ),
         gxe.ExpectColumnValueLengthsToBeBetween(
             column="body",
             min_value=p.min_body_chars,
             max_value=p.max_body_chars,
-            **d("body length in characters (params.yaml:validate.*_body_chars)"),
+            **_d("body length in characters (params.yaml:validate.*_body_chars)"),
         ),
         gxe.ExpectColumnValuesToMatchStrftimeFormat(
-            column="publish_date", strftime_format="%Y-%m-%d", **d("publish_date parses")
+            column="publish_date", strftime_format="%Y-%m-%d", **_d("publish_date parses")
         ),
         gxe.ExpectColumnValuesToMatchRegex(
-            column="deadline", regex=DEADLINE.pattern, **d("deadline written as YYYY年M月D日")
+            column="deadline", regex=DEADLINE.pattern, **_d("deadline written as YYYY年M月D日")
         ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="deadline_in_body", value_set=[True], **d("the deadline appears in the body")
+            column="deadline_in_body", value_set=[True], **_d("the deadline appears in the body")
         ),
         gxe.ExpectColumnValuesToBeInSet(
             column="location_in_text",
             value_set=[True],
-            **d("the location appears in the title or body"),
+            **_d("the location appears in the title or body"),
         ),
         gxe.ExpectColumnValuesToNotBeNull(
             column="deadline_or_location",
             row_condition=parsed,
-            **d("a notice states a deadline or a location"),
+            **_d("a notice states a deadline or a location"),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="chinese_share",
             min_value=p.min_chinese_share,
-            **d("language: the body is Chinese (params.yaml:validate.min_chinese_share)"),
+            **_d("language: the body is Chinese (params.yaml:validate.min_chinese_share)"),
         ),
     ]
+
+
+def record_expectations(p: ValidateParams, prep: PrepareParams) -> list:
+    """The prepared records: tasks, messages, lengths, leakage, PII."""
+    import great_expectations.expectations as gxe
+
     records = [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, **d("prepare wrote records")),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, **_d("prepare wrote records")),
         gxe.ExpectColumnValuesToNotBeNull(
-            column="notice_id", **d("every record names the notice it comes from")
+            column="notice_id", **_d("every record names the notice it comes from")
         ),
         gxe.ExpectColumnValuesToBeInSet(
             column="task",
             value_set=[*TASKS, INSTRUCT_TASK],
-            **d("task is classify, extract, title or instruct"),
+            **_d("task is classify, extract, title or instruct"),
         ),
         gxe.ExpectColumnValuesToBeInSet(
             column="messages_ok",
             value_set=[True],
-            **d("prompt and completion are non-empty lists of messages"),
+            **_d("prompt and completion are non-empty lists of messages"),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="token_estimate",
             min_value=p.min_record_tokens,
             max_value=p.max_record_tokens,
-            **d("record length in estimated tokens (params.yaml:validate.*_record_tokens)"),
+            **_d("record length in estimated tokens (params.yaml:validate.*_record_tokens)"),
         ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="in_train", value_set=[False], **d("leakage: no eval notice is in train")
+            column="in_train", value_set=[False], **_d("leakage: no eval notice is in train")
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="train_similarity",
             max_value=prep.near_dup_threshold,
             strict_max=True,
-            **d("leakage: no eval notice near-duplicates a train notice (Jaccard)"),
+            **_d("leakage: no eval notice near-duplicates a train notice (Jaccard)"),
         ),
     ]
     if prep.scrub_pii:
         records.append(
             gxe.ExpectColumnValuesToBeNull(
-                column="pii_left", **d("no PII left after prepare's scrubbing")
+                column="pii_left", **_d("no PII left after prepare's scrubbing")
             )
         )
-    return {
-        "notices": notices,
-        "categories": [
-            gxe.ExpectColumnValuesToBeBetween(
-                column="notices",
-                min_value=p.min_notices_per_category,
-                **d("minimum notices per category (params.yaml:validate.min_notices_per_category)"),
+    return records
+
+
+def instruction_expectations(p: ValidateParams) -> list:
+    """Added instruction datasets: fields, ids, prompt leakage, size, hostile text."""
+    import great_expectations.expectations as gxe
+
+    return [
+        *[
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=key, **_d(f"instruction rows: `{key}` is a non-empty string")
             )
+            for key in ("id", "instruction", "output")
         ],
-        "records": records,
-        "instructions": [
-            *[
-                gxe.ExpectColumnValuesToNotBeNull(
-                    column=key, **d(f"instruction rows: `{key}` is a non-empty string")
-                )
-                for key in ("id", "instruction", "output")
-            ],
-            gxe.ExpectColumnValuesToBeNull(
-                column="wrong_types", **d("instruction rows: optional fields are strings or null")
-            ),
-            gxe.ExpectColumnValuesToBeUnique(
-                column="id", **d("instruction rows: no duplicate ids")
-            ),
-            gxe.ExpectColumnValuesToBeInSet(
-                column="id_of_a_notice",
-                value_set=[False],
-                **d("instruction rows: no id that a notice has"),
-            ),
-            gxe.ExpectColumnValuesToBeUnique(
-                column="prompt_key",
-                **d("leakage: one prompt under two ids could land in both splits"),
-            ),
-            gxe.ExpectColumnValueLengthsToBeBetween(
-                column="text",
-                max_value=p.max_body_chars,
-                **d("instruction rows: text length (params.yaml:validate.max_body_chars)"),
-            ),
-            gxe.ExpectColumnValuesToNotMatchRegex(
-                column="text", regex=r"\x00", **d("instruction rows: no NUL character")
-            ),
-            gxe.ExpectColumnValuesToNotMatchRegex(
-                column="text",
-                regex=_SCRIPT,
-                **d("instruction rows: no HTML script (<script>, on*= or javascript:)"),
-            ),
-        ],
-        "tasks": [
-            gxe.ExpectColumnValuesToBeBetween(
-                column="eval_records",
-                min_value=p.min_eval_records_per_task,
-                **d(
-                    "minimum eval records per task (params.yaml:validate.min_eval_records_per_task)"
-                ),
-            )
-        ],
-    }
+        gxe.ExpectColumnValuesToBeNull(
+            column="wrong_types", **_d("instruction rows: optional fields are strings or null")
+        ),
+        gxe.ExpectColumnValuesToBeUnique(column="id", **_d("instruction rows: no duplicate ids")),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="id_of_a_notice",
+            value_set=[False],
+            **_d("instruction rows: no id that a notice has"),
+        ),
+        gxe.ExpectColumnValuesToBeUnique(
+            column="prompt_key",
+            **_d("leakage: one prompt under two ids could land in both splits"),
+        ),
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column="text",
+            max_value=p.max_body_chars,
+            **_d("instruction rows: text length (params.yaml:validate.max_body_chars)"),
+        ),
+        gxe.ExpectColumnValuesToNotMatchRegex(
+            column="text", regex=r"\x00", **_d("instruction rows: no NUL character")
+        ),
+        gxe.ExpectColumnValuesToNotMatchRegex(
+            column="text",
+            regex=_SCRIPT,
+            **_d("instruction rows: no HTML script (<script>, on*= or javascript:)"),
+        ),
+    ]
 
 
 def _plain(value: Any) -> Any:

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -463,7 +463,19 @@ def _dt(unix_s: float):
     return dt.datetime.fromtimestamp(unix_s, tz=dt.UTC)
 
 
-def range_window(range_query: dict, time_scale: float = 1.0) -> tuple[float, float, float]:
+class Window(NamedTuple):
+    start: float  # unix seconds
+    end: float
+    step: float  # seconds
+
+
+class Measured(NamedTuple):
+    phase: str  # Successful, Failed, Inconclusive, Error or CannotPredict
+    value: Any
+    message: str
+
+
+def range_window(range_query: dict, time_scale: float = 1.0) -> Window:
     """executeQuery's range: start and end through EvalTime (durations divided by
     `time_scale` in rehearsals), step as a Go duration. Errors are the measurement's."""
     from pipeline.deploy.expr import eval_time
@@ -478,45 +490,47 @@ def range_window(range_query: dict, time_scale: float = 1.0) -> tuple[float, flo
         step = go_duration(str(range_query.get("step", ""))) / time_scale
     except ValueError as exc:
         raise ValueError(f"failed to parse rangeQuery.step as duration: {exc}") from None
-    return window[0], window[1], step
+    return Window(window[0], window[1], step)
 
 
-def measure(metric: Metric, query: Callable[[str, str], Any]) -> tuple[str, Any, str]:
-    """(phase, value, message) of one measurement: Argo's EvaluateResult. No exception
+def measure(metric: Metric, query: Callable[[str, str], Any]) -> Measured:
+    """One measurement's phase, value and message: Argo's EvaluateResult. No exception
     escapes: a failing query or condition is an Error, as in Argo; a condition outside the
     modelled language is CannotPredict."""
     if metric.unsupported:
-        return CANNOT_PREDICT, None, metric.unsupported
+        return Measured(CANNOT_PREDICT, None, metric.unsupported)
     window = None
     if metric.range_query is not None:
         try:
             window = range_window(*metric.range_query)
         except Unsupported as exc:
-            return CANNOT_PREDICT, None, f"cannot predict: {exc}"
+            return Measured(CANNOT_PREDICT, None, f"cannot predict: {exc}")
         except ValueError as exc:  # executeQuery's own wording
-            return "Error", None, str(exc)
+            return Measured("Error", None, str(exc))
     try:
         value = query(metric.address, metric.query, *([window] if window else []))
     except Exception as exc:  # any provider failure is a measurement Error, as in Argo
-        return "Error", None, f"query failed: {exc}"
+        return Measured("Error", None, f"query failed: {exc}")
     try:
         ok = compile_condition(metric.success)(value) if metric.success else False
         bad = compile_condition(metric.failure)(value) if metric.failure else False
     except Unsupported as exc:
-        return CANNOT_PREDICT, value, f"cannot predict: {exc}"
+        return Measured(CANNOT_PREDICT, value, f"cannot predict: {exc}")
     except ExprError as exc:
-        return "Error", value, str(exc)
+        return Measured("Error", value, str(exc))
     except Exception as exc:  # a defect of this model: never a verdict (the fuzz test hunts it)
-        return CANNOT_PREDICT, value, f"cannot predict: internal error {type(exc).__name__}: {exc}"
+        return Measured(
+            CANNOT_PREDICT, value, f"cannot predict: internal error {type(exc).__name__}: {exc}"
+        )
     if not metric.success and not metric.failure:
-        return "Successful", value, ""
+        return Measured("Successful", value, "")
     if metric.success and not metric.failure:
         bad = not ok
     elif metric.failure and not metric.success:
         ok = not bad
     if bad:
-        return "Failed", value, ""
-    return ("Successful" if ok else "Inconclusive"), value, ""
+        return Measured("Failed", value, "")
+    return Measured("Successful" if ok else "Inconclusive", value, "")
 
 
 def worst(results: list[MetricResult]) -> str:

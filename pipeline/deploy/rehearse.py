@@ -34,6 +34,7 @@ import itertools
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -446,7 +447,56 @@ def rollback_if_promoted(env: str, canary_sha: str) -> dict:
     return {"git": rollback(env)}
 
 
-def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
+def checked_overrides(objs: list[dict], given: list[str] | None, env: str) -> dict[str, str]:
+    """`--arg NAME=VALUE`s, each naming an argument some AnalysisTemplate declares."""
+    overrides = parse_args_list(given)
+    declared = {
+        a["name"]
+        for o in objs
+        if o.get("kind") == "AnalysisTemplate"
+        for a in o["spec"].get("args", [])
+    }
+    if set(overrides) - declared:
+        unknown = ", ".join(sorted(set(overrides) - declared))
+        raise UserError(f"--arg {unknown}: no AnalysisTemplate of {env} declares it")
+    return overrides
+
+
+def serve_command(side: Side, served_name: str, adapter_name: str, log: Path) -> list[str]:
+    """`llmops serve` for one side, named as the Rollout's pods name their model."""
+    cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(side.base)]
+    cmd += ["--adapter", str(side.adapter), "--port", str(side.port)]
+    cmd += ["--served-model-name", served_name, "--adapter-name", adapter_name]
+    cmd += ["--model-version", side.version, "--threads", "1", "--request-log", str(log)]
+    for fault in side.faults:
+        cmd += ["--fault", fault]
+    return cmd
+
+
+def start_prometheus(
+    procs: Processes, work: Path, sides: list[Side], scrape_interval: float
+) -> tuple[subprocess.Popen, str]:
+    """Debian's prometheus scraping the sides as the ServiceMonitor would: (process, URL)."""
+    port = free_port()
+    prom_dir = work / "prometheus"
+    prom_dir.mkdir()
+    (prom_dir / "prometheus.yml").write_text(
+        yaml.safe_dump(prometheus_config(sides, scrape_interval))
+    )
+    proc = procs.start(
+        "prometheus",
+        [
+            "prometheus",
+            f"--config.file={prom_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={prom_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def rehearse(args: argparse.Namespace) -> dict:
+    """The rehearsal, start to end; its report (`result` is the verdict)."""
     from pipeline.deploy.manifests import render
     from pipeline.release.record import read_record
 
@@ -463,16 +513,7 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
     promoted = (record.get("model") or {}).get("adapter", {}).get("sha256") == canary_sha
     stable_record = previous_record(env) if promoted else record
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))  # under out: findable, removed
-    overrides = parse_args_list(args.arg)
-    declared = {
-        a["name"]
-        for o in objs
-        if o.get("kind") == "AnalysisTemplate"
-        for a in o["spec"].get("args", [])
-    }
-    if set(overrides) - declared:
-        unknown = ", ".join(sorted(set(overrides) - declared))
-        raise UserError(f"--arg {unknown}: no AnalysisTemplate of {env} declares it")
+    overrides = checked_overrides(objs, args.arg, env)
     served_name, adapter_name = served_names(objs)
     r = Rehearsal(env, args.time_scale, args.min_window, overrides)
     procs = Processes(out)
@@ -497,47 +538,11 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
             list(args.canary_fault or []),
         )
         for side in (stable, canary):
-            cmd = [
-                sys.executable,
-                "-m",
-                "pipeline.cli",
-                "serve",
-                "--model",
-                str(side.base),
-                "--adapter",
-                str(side.adapter),
-                "--port",
-                str(side.port),
-                "--served-model-name",
-                served_name,
-                "--adapter-name",
-                adapter_name,
-                "--model-version",
-                side.version,
-                "--threads",
-                "1",
-                "--request-log",
-                str(out / f"{side.role}.requests.jsonl"),
-            ]
-            for fault in side.faults:
-                cmd += ["--fault", fault]
+            cmd = serve_command(
+                side, served_name, adapter_name, out / f"{side.role}.requests.jsonl"
+            )
             side.proc = procs.start(side.role, cmd)
-        prom_port = free_port()
-        prom_dir = work / "prometheus"
-        prom_dir.mkdir()
-        (prom_dir / "prometheus.yml").write_text(
-            yaml.safe_dump(prometheus_config([stable, canary], args.scrape_interval))
-        )
-        prom = procs.start(
-            "prometheus",
-            [
-                "prometheus",
-                f"--config.file={prom_dir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={prom_dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-        )
-        prom_url = f"http://127.0.0.1:{prom_port}"
+        prom, prom_url = start_prometheus(procs, work, [stable, canary], args.scrape_interval)
         for side in (stable, canary):
             wait_http(f"{side.url}/health", side.proc, side.role, procs, timeout=180)
         wait_http(f"{prom_url}/-/ready", prom, "prometheus", procs, timeout=60)
@@ -591,7 +596,7 @@ def rehearse(args: argparse.Namespace) -> tuple[str, dict]:
             "rollback": rollback,
         }
         write_json(out / "report.json", report)
-        return result, report
+        return report
     finally:
         procs.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -641,7 +646,8 @@ def main(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, interrupted)
     try:
-        result, report = rehearse(args)
+        report = rehearse(args)
+        result = report["result"]
     except KeyboardInterrupt:
         print("rehearsal interrupted: everything it started is stopped", file=sys.stderr)
         return 130

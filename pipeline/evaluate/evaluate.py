@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.config import EvaluateParams, load_params
 from pipeline.data.records import task_records
@@ -232,6 +232,12 @@ def behaviour(
     return metrics, rows
 
 
+class Evaluation(NamedTuple):
+    metrics: dict
+    predictions: list[dict]  # one row per eval example
+    behaviour: list[dict]  # the must-pass and invariance cases
+
+
 def evaluate(
     p: EvaluateParams,
     base_dir: Path,
@@ -239,8 +245,8 @@ def evaluate(
     records: list[dict],
     must_pass: list[dict],
     train: list[dict],
-) -> tuple[dict, list[dict], list[dict]]:
-    """(metrics, per-example predictions, behavioural cases) for the fine-tuned model, with
+) -> Evaluation:
+    """The metrics, per-example predictions and behavioural cases of the fine-tuned model, with
     the untuned base and the baseline (fitted on `train`) scored on the same examples."""
     kinds = answer_kinds(train, records, p.max_labels)
     tuned = Runner(p, base_dir, finetuned_dir)
@@ -282,7 +288,7 @@ def evaluate(
     for group, table in classes(rows, kinds).items():
         entry_of(metrics, group)["classes"] = table
     metrics["slices"] = slices(rows, kinds)
-    return metrics, rows, behaviour_rows
+    return Evaluation(metrics, rows, behaviour_rows)
 
 
 def confusion_csvs(rows: list[dict], groups: list[str]) -> dict[str, str]:

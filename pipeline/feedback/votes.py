@@ -15,6 +15,7 @@ needed fixing), or over each answer when they preferred neither. Its id is
 from __future__ import annotations
 
 from collections import Counter
+from typing import NamedTuple
 
 from pipeline.io import DataError, iter_jsonl
 
@@ -22,9 +23,20 @@ SOURCE = "label-studio"
 TIE = "tie"
 
 
-def vote_of(result: list[dict]) -> tuple[str | None, str, float | None]:
-    """(left | right | tie | None, correction text, rating of the better answer or None) from
-    one annotation's result list."""
+class Vote(NamedTuple):
+    choice: str | None  # left, right, tie, or None: not judged
+    correction: str  # free text, "" when none
+    rating: float | None  # of the better answer
+
+
+class Pulled(NamedTuple):
+    pairs: list[dict]
+    counts: dict[str, int]  # pair, tie, unannotated, correction
+    judged: set[str]  # ids of the tasks that were judged
+
+
+def vote_of(result: list[dict]) -> Vote:
+    """One annotation's result list as a vote."""
     vote, correction, rating = None, "", None
     for r in result:
         value = r.get("value") or {}
@@ -36,14 +48,11 @@ def vote_of(result: list[dict]) -> tuple[str | None, str, float | None]:
             correction = "\n".join(value.get("text") or []).strip()
         elif r.get("type") == "rating" and isinstance(value.get("rating"), (int, float)):
             rating = float(value["rating"])
-    return vote, correction, rating
-
-
-Vote = tuple[str | None, str, float | None]
+    return Vote(vote, correction, rating)
 
 
 def task_votes(task: dict) -> dict[str, Vote]:
-    """annotator -> (vote, correction, rating), from their latest submitted annotation."""
+    """annotator -> their vote, from their latest submitted annotation."""
     latest: dict[str, tuple[str, Vote]] = {}
     for a in task.get("annotations") or []:
         if a.get("was_cancelled"):
@@ -109,8 +118,8 @@ def pairs_of_task(task: dict, corrections: bool) -> tuple[list[dict], str]:
     return out, outcome
 
 
-def to_pairs(tasks: list[dict], corrections: bool) -> tuple[list[dict], dict[str, int], set[str]]:
-    """(pairs, counts of pair/tie/unannotated/correction, ids of the tasks that were judged)."""
+def to_pairs(tasks: list[dict], corrections: bool) -> Pulled:
+    """The preference pairs of annotated tasks."""
     pairs: list[dict] = []
     counts: Counter = Counter()
     judged: set[str] = set()
@@ -121,7 +130,7 @@ def to_pairs(tasks: list[dict], corrections: bool) -> tuple[list[dict], dict[str
         if outcome != "unannotated":
             judged.add(task["data"]["feedback_id"])
         pairs.extend(got)
-    return pairs, dict(counts), judged
+    return Pulled(pairs, dict(counts), judged)
 
 
 def merge(existing: list[dict], pulled: list[dict], judged: set[str]) -> tuple[list[dict], dict]:
