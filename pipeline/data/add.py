@@ -36,6 +36,7 @@ from pipeline.data.clean import normalize
 from pipeline.data.prefs import check_pair
 from pipeline.data.schema import (
     INSTRUCTION,
+    MAX_CHARS,
     REQUIRED,
     SCRIPT,
     check_row,
@@ -64,7 +65,7 @@ class Limits:
     """What validate will later demand of the rows (params.yaml:validate)."""
 
     min_body_chars: int = 1
-    max_body_chars: int = 100_000
+    max_body_chars: int = MAX_CHARS
 
 
 # --- reading: JSON array or JSON Lines, whatever the extension -------------------------------

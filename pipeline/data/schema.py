@@ -23,10 +23,13 @@ REQUIRED = {
     "body": str,
 }
 OPTIONAL = {"deadline": str, "location": str, "source": str}
+# the most text a row may hold before params.yaml:validate.max_body_chars applies (the
+# crawler's and `data add`'s own ceiling)
+MAX_CHARS = 100_000
 DEADLINE = re.compile(r"^\d{4}年\d{1,2}月\d{1,2}日$")
 
 
-def check_notice(n: dict, min_body_chars: int = 1, max_body_chars: int = 100_000) -> list[str]:
+def check_notice(n: dict, min_body_chars: int = 1, max_body_chars: int = MAX_CHARS) -> list[str]:
     """Rules broken by one raw notice (empty if it is fine)."""
     broken = []
     for key, tp in REQUIRED.items():
@@ -117,7 +120,7 @@ def prompt_key(r: dict) -> str:
     return "prompt:" + " ".join(text.split())
 
 
-def check_instruction(r: dict, max_chars: int = 100_000) -> list[str]:
+def check_instruction(r: dict, max_chars: int = MAX_CHARS) -> list[str]:
     """Rules broken by one raw instruction row (empty if it is fine)."""
     broken = []
     for key in INSTRUCTION_REQUIRED:
@@ -143,7 +146,7 @@ def check_instruction(r: dict, max_chars: int = 100_000) -> list[str]:
     return broken
 
 
-def check_row(row: dict, min_body_chars: int = 1, max_body_chars: int = 100_000) -> list[str]:
+def check_row(row: dict, min_body_chars: int = 1, max_body_chars: int = MAX_CHARS) -> list[str]:
     """Rules broken by one raw row of either kind."""
     if is_instruction(row):
         return check_instruction(row, max_body_chars)

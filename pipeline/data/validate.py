@@ -38,7 +38,17 @@ from pipeline.config import TASKS, PrepareParams, ValidateParams, load_params
 from pipeline.data.clean import normalize
 from pipeline.data.dedup import jaccard, lsh_bands, minhash_signatures, notice_text, shingle_sets
 from pipeline.data.pii import scrub
-from pipeline.data.schema import CATEGORIES, DEADLINE, OPTIONAL, REQUIRED
+from pipeline.data.schema import (
+    CATEGORIES,
+    DEADLINE,
+    INSTRUCT_TASK,
+    INSTRUCTION_OPTIONAL,
+    OPTIONAL,
+    REQUIRED,
+    SCRIPT,
+    is_instruction,
+    prompt_key,
+)
 from pipeline.io import DataError, iter_jsonl, run_stage, write_json
 from pipeline.paths import EVAL_FILE, RAW_DIR, TRAIN_FILE, VALIDATE_DOCS, VALIDATE_METRICS
 
@@ -53,12 +63,11 @@ ROW_KEYS = {
 }
 # instruction rows (`"kind": "instruction"` in data/raw, from `llmops data add`): prepare makes
 # one `instruct` record of each; the same names as in the raw schema of `llmops data add`
-INSTRUCTION_KIND, INSTRUCT_TASK = "instruction", "instruct"
 INSTRUCTION_COLUMNS = [
     *("file", "line", "id", "instruction", "output", "wrong_types", "text", "prompt_key"),
     "id_of_a_notice",
 ]
-_SCRIPT = r"(?i)<\s*script\b|\bjavascript\s*:|<[^>]*\son[a-z]+\s*="
+_SCRIPT = "(?i)" + SCRIPT.pattern  # the rule book's, as GX takes a regex
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
 _TOKEN = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
@@ -86,9 +95,7 @@ def instruction_row(path: Path, lineno: int, r: dict) -> dict:
     """The row of an instruction line: its fields and the computed columns the suite checks."""
     fields = ("system", "instruction", "input", "output")
     text = {k: r[k] if isinstance(r.get(k), str) else "" for k in fields}
-    optional = ("input", "system", "category", "source")
-    wrong = [k for k in optional if r.get(k) is not None and not isinstance(r[k], str)]
-    asked = "\n".join(text[k] for k in ("system", "instruction", "input"))
+    wrong = [k for k in INSTRUCTION_OPTIONAL if r.get(k) is not None and not isinstance(r[k], str)]
     return {
         "file": str(path),
         "line": lineno,
@@ -97,7 +104,7 @@ def instruction_row(path: Path, lineno: int, r: dict) -> dict:
         "output": _text(r.get("output")),
         "wrong_types": ", ".join(wrong) or None,
         "text": "\n".join(text.values()),
-        "prompt_key": " ".join(asked.split()),
+        "prompt_key": prompt_key(r),
     }
 
 
@@ -109,7 +116,7 @@ def notice_rows(files: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
     for path in files:
         errors: list[DataError] = []
         for lineno, n in iter_jsonl(path, errors):
-            if n.get("kind") == INSTRUCTION_KIND:
+            if is_instruction(n):
                 instructions.append(instruction_row(path, lineno, n))
                 continue
             notices.append(n)
