@@ -133,8 +133,25 @@ def stage_commands(dvc_yaml: Path = paths.DVC_YAML) -> list[Command]:
 
 
 def commands() -> list[Command]:
-    """Stages first, in dvc.yaml's order, then the declared commands by name; one of each."""
-    every = stage_commands() + sorted(declared(), key=lambda c: c.words)
+    """Stages first, in dvc.yaml's order, then the declared commands by name; one of each.
+    A stage's `main` may be declared too, to take options when run by hand: the declaration
+    is then that stage's command."""
+    options: dict[tuple[str, ...], Command] = {}
+    for cmd in declared():
+        if cmd.words in options:
+            raise DeclarationError(
+                f"`llmops {' '.join(cmd.words)}` is declared twice: "
+                f"{options[cmd.words].target}, {cmd.target}"
+            )
+        options[cmd.words] = cmd
+    every = []
+    for stage in stage_commands():
+        mine = options.get(stage.words)
+        if mine is not None and mine.target == stage.target:
+            del options[stage.words]
+            stage = mine
+        every.append(stage)
+    every += sorted(options.values(), key=lambda c: c.words)
     seen: dict[tuple[str, ...], str] = {}
     for cmd in every:
         if cmd.words in seen:

@@ -95,7 +95,7 @@ class PrepareParams(Section):
     )
 
 
-class IngestParams(Section):
+class CrawlParams(Section):
     sites: str = _help("the crawler's sites file (llmops crawl)", "configs/sites/example.yaml")
 
 
@@ -330,7 +330,7 @@ class Params:
     mlflow: MlflowParams = field(default_factory=MlflowParams)
     index: IndexParams = field(default_factory=IndexParams)
     drift: DriftParams = field(default_factory=DriftParams)
-    ingest: IngestParams = field(default_factory=IngestParams)
+    crawl: CrawlParams = field(default_factory=CrawlParams)
     feedback: FeedbackParams = field(default_factory=FeedbackParams)
     release: ReleaseParams = field(default_factory=ReleaseParams)
 

@@ -13,9 +13,9 @@ DVC_YAML = Path("dvc.yaml")
 RAW_DIR = Path("data/raw")
 RAW_NOTICES = RAW_DIR / "notices.jsonl"
 RAW_HELPDESK = RAW_DIR / "helpdesk.jsonl"  # the sample's classification dataset (source helpdesk)
-CRAWLED_NOTICES = RAW_DIR / "crawled.jsonl"  # the ingest stage (llmops crawl) appends here
+CRAWLED_NOTICES = RAW_DIR / "crawled.jsonl"  # the crawl stage (llmops crawl) appends here
 CRAWL_STATE_DIR = RAW_DIR / ".crawl"  # its state (URL -> hash, ETag) and rejected pages
-SITES_DIR = Path("configs/sites")  # crawler site configs (params.ingest.sites)
+SITES_DIR = Path("configs/sites")  # crawler site configs (params.crawl.sites)
 
 PREPARED_DIR = Path("data/prepared")
 TRAIN_FILE = PREPARED_DIR / "train.jsonl"

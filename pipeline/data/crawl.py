@@ -1,7 +1,14 @@
 """Crawl university notice sites: list pages (with pagination) -> detail pages -> raw notices.
 
 Run: llmops crawl [--sites configs/sites/example.yaml] [--out data/raw]
-     (or, as a pipeline stage: dvc unfreeze ingest && dvc repro)
+     (or, as a pipeline stage: dvc unfreeze crawl && dvc repro)
+
+The stage is frozen in dvc.yaml, so the offline demo and CI never touch the network (and
+`dvc status` stays quiet). To crawl as part of the pipeline, point params.yaml:crawl.sites
+at your sites file and, in dvc.yaml, replace the stage's `frozen: true` with
+`always_changed: true`: every `dvc repro` then crawls, fetching only what changed since the
+last crawl, and `prepare` reruns only when the notices did change. (`dvc unfreeze crawl`
+alone runs it only when the crawler's code, the sites files or params.crawl change.)
 
 Sites are described in YAML (configs/sites/): start URLs, CSS selectors for the links on a
 list page, the next-page link, and a detail page's title, date, department and body, and how
@@ -59,6 +66,7 @@ from pipeline.io import (
     dumps,
     read_json_dict,
     read_jsonl,
+    run_stage,
     write_jsonl,
 )
 from pipeline.paths import CRAWL_STATE_DIR, CRAWLED_NOTICES
@@ -601,16 +609,16 @@ class _Crawl:
     "crawl",
     help="crawl notice sites into JSONL (incremental, polite; see configs/sites/example.yaml)",
     args=[
-        arg("--sites", help="sites YAML (default: params.yaml:ingest.sites)"),
+        arg("--sites", help="sites YAML (default: params.yaml:crawl.sites)"),
         arg("--out", help=f"output directory (default: {paths.RAW_DIR})"),
     ],
 )
 def main(args: argparse.Namespace | None = None) -> int:
-    """`llmops crawl`: the sites file from --sites (default params.ingest.sites) into --out."""
+    """`llmops crawl`: the sites file from --sites (default params.crawl.sites) into --out."""
     from pipeline.config import load_params
     from pipeline.paths import RAW_DIR
 
-    sites = getattr(args, "sites", None) or load_params().ingest.sites
+    sites = getattr(args, "sites", None) or load_params().crawl.sites
     out = Path(getattr(args, "out", None) or RAW_DIR)
     summary = crawl(load_sites(Path(sites)), out)
     nothing = not (summary.new or summary.updated or summary.unchanged)
@@ -621,3 +629,7 @@ def main(args: argparse.Namespace | None = None) -> int:
             "the start URLs, the selectors and your network, then run `llmops crawl` again"
         )
     return 0
+
+
+if __name__ == "__main__":
+    run_stage(main)

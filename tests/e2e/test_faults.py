@@ -38,7 +38,7 @@ MODEL = "flywheel-notices"
 DEAD = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 # lines that are not the command's own words: DVC's note on frozen stages, MLflow's client
 # logs, progress bars (tqdm's `name:  40%|####  | 41/103 [...]`)
-NOISE = re.compile(r"WARNING: stage: 'ingest' is frozen|INFO mlflow|\d+%\|.*\| *\d+/\d+ \[")
+NOISE = re.compile(r"WARNING: stage: 'crawl' is frozen|INFO mlflow|\d+%\|.*\| *\d+/\d+ \[")
 
 
 @dataclass

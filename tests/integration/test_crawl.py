@@ -306,7 +306,7 @@ def test_llmops_crawl_reads_a_sites_file(site, tmp_path):
     assert "关于缴纳2026年度住宿费的通知" in titles
 
 
-def test_ingest_stage_is_off_until_unfrozen_then_crawls_incrementally(site, tmp_path):
+def test_crawl_stage_is_off_until_unfrozen_then_crawls_incrementally(site, tmp_path):
     """In a scratch copy: `dvc repro` leaves the network alone and `dvc status` quiet; with
     `frozen: true` replaced by `always_changed: true` (as docs/crawling.md says) it crawls, and a
     second repro with an unchanged site does not rerun prepare."""
@@ -329,8 +329,8 @@ def test_ingest_stage_is_off_until_unfrozen_then_crawls_incrementally(site, tmp_
         params.read_text().replace("configs/sites/example.yaml", "configs/sites/local.yaml")
     )
     frozen = run(["dvc", "repro", "prepare"], cwd=repo)
-    assert "Running stage 'ingest'" not in frozen.stdout and not site.log
-    assert "ingest" not in json.loads(run(["dvc", "status", "--json"], cwd=repo).stdout)
+    assert "Running stage 'crawl'" not in frozen.stdout and not site.log
+    assert "crawl" not in json.loads(run(["dvc", "status", "--json"], cwd=repo).stdout)
     dvc_yaml = repo / "dvc.yaml"
     on = dvc_yaml.read_text().replace("    frozen: true\n", "    always_changed: true\n", 1)
     dvc_yaml.write_text(on)

@@ -44,6 +44,12 @@ def test_stages_are_commands_running_what_dvc_runs():
     assert build_parser().parse_args(["index"]).target == "pipeline.data.index:main"
 
 
+def test_a_stage_declared_with_options_takes_them_when_run_by_hand():
+    args = build_parser().parse_args(["crawl", "--sites", "mine.yaml"])
+    assert (args.target, args.sites) == ("pipeline.data.crawl:main", "mine.yaml")
+    assert [c.words for c in commands()].count(("crawl",)) == 1
+
+
 def test_declared_arguments_reach_the_function():
     args = build_parser().parse_args(["search", "exams", "-k", "3"])
     assert (args.target, args.query, args.k) == ("pipeline.data.index:main_search", "exams", 3)
