@@ -191,21 +191,277 @@ def completion_logprobs(server: Server, lps: list[dict]) -> dict:
     }
 
 
+@dataclass
+class Reply:
+    """What every chunk or body answering one request carries."""
+
+    chat: bool
+    id: str  # chatcmpl-<request id> or cmpl-<request id>
+    created: int
+    model: str  # the name the client asked for
+    request_id: str
+    started: str  # for the request log
+    logged: list[str]  # each prompt, as the request log keeps it
+
+    @property
+    def object(self) -> str:
+        return "chat.completion" if self.chat else "text_completion"
+
+
+def model_list(server: Server) -> dict:
+    """/v1/models: the base model and, when loaded, the adapter whose parent it is."""
+    data = [
+        {
+            "id": server.base_name,
+            "object": "model",
+            "owned_by": "vllm",
+            "root": server.base_name,
+            "parent": None,
+            "max_model_len": server.max_model_len,
+        }
+    ]
+    if server.adapter_name:
+        data.append(
+            {
+                "id": server.adapter_name,
+                "object": "model",
+                "owned_by": "vllm",
+                "root": server.adapter_name,
+                "parent": server.base_name,
+            }
+        )
+    return {"object": "list", "data": data}
+
+
+def render_prompts(
+    server: Server, req: Any, chat: bool, context: Context
+) -> tuple[list[list[int]], list[str]]:
+    """(token ids per prompt, what the request log keeps of each): the chat template
+    applied to the messages, or the completion prompts; text too long for the context is
+    refused before it is tokenized, as vLLM's renderer does."""
+    if chat:
+        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        logged = [users[-1] if users else (messages[-1]["content"] if messages else "")]
+        texts: list[str | list[int]] = [
+            server.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ]
+    else:
+        texts = req.prompts()
+        logged = [p if isinstance(p, str) else server.tok.decode(p) for p in texts]
+    prompts = []
+    for text in texts:
+        if isinstance(text, str):
+            context.check_text(text, server.max_chars_per_token)
+            text = server.tok(text, add_special_tokens=False)["input_ids"]
+        prompts.append(list(text))
+    return prompts, logged
+
+
+def usage_of(jobs: list[Job]) -> dict:
+    prompt = sum(len(j.prompt_ids) for j in jobs)
+    completion = sum(len(c.ids) for j in jobs for c in j.choices)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def completion_body(server: Server, jobs: list[Job], reply: Reply, with_logprobs: bool) -> dict:
+    """The whole answer of a finished request, each job written to the request log."""
+    choices = []
+    for p, job in enumerate(jobs):
+        server.record(job, reply.request_id, reply.started, reply.logged[p])
+        for c in job.choices:
+            entry: dict[str, Any] = {
+                "index": p * len(job.choices) + c.index,
+                "finish_reason": c.finish_reason,
+                "stop_reason": c.stop_reason,
+            }
+            lps = c.logprobs if with_logprobs else None
+            if reply.chat:
+                entry["message"] = {"role": "assistant", "content": c.text}
+                entry["logprobs"] = chat_logprobs(server, lps) if lps is not None else None
+            else:
+                entry["text"] = c.text
+                entry["logprobs"] = completion_logprobs(server, lps) if lps else None
+            choices.append(entry)
+    return {
+        "id": reply.id,
+        "object": reply.object,
+        "created": reply.created,
+        "model": reply.model,
+        "choices": choices,
+        "usage": usage_of(jobs),
+    }
+
+
+async def stream(
+    server: Server,
+    events: asyncio.Queue,
+    jobs: list[Job],
+    reply: Reply,
+    include_usage: bool,
+    with_logprobs: bool,
+):
+    """Server-sent events as vLLM streams them: per choice a first chunk with the role
+    (chat), text as it is decoded, a chunk with the finish reason; with include_usage a
+    last chunk of usage; then `data: [DONE]`. Prompt p's choice i is index p * n + i. A
+    client gone mid-stream aborts the jobs."""
+    chat, n = reply.chat, jobs[0].params.n
+
+    def chunk(choices: list[dict], usage: dict | None = None) -> str:
+        body = {
+            "id": reply.id,
+            "object": reply.object + ".chunk" if chat else reply.object,
+            "created": reply.created,
+            "model": reply.model,
+            "choices": choices,
+        }
+        if usage is not None:
+            body["usage"] = usage
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def piece(p: int, d: Delta, ended: bool) -> dict:
+        """A chunk's choice: the delta's text, or (ended) its finish reason."""
+        text, lps = ("", []) if ended else (d.text, d.logprobs)
+        entry: dict[str, Any] = {"index": p * n + d.index, "finish_reason": None}
+        if chat:
+            entry["delta"] = {} if ended else {"content": text}
+            entry["logprobs"] = chat_logprobs(server, lps) if with_logprobs and lps else None
+        else:
+            entry["text"] = text
+            entry["logprobs"] = completion_logprobs(server, lps) if with_logprobs and lps else None
+        if ended:
+            entry["finish_reason"], entry["stop_reason"] = d.finish_reason, d.stop_reason
+        return entry
+
+    try:
+        if chat:
+            first = {"role": "assistant", "content": ""}
+            yield chunk(
+                [
+                    {"index": c.index, "delta": first, "logprobs": None, "finish_reason": None}
+                    for c in jobs[0].choices
+                ]
+            )
+        pending = len(jobs)
+        while pending:
+            p, kind, value = await events.get()
+            if kind == "delta":
+                out = [piece(p, d, ended=False) for d in value if d.text]
+                ended = [piece(p, d, ended=True) for d in value if d.finish_reason]
+                for group in (out, ended):
+                    if group:
+                        yield chunk(group)
+            elif kind == "error":
+                failure = error_body(str(value), "InternalServerError", 500)
+                yield f"data: {json.dumps(failure)}\n\n"
+                break
+            else:
+                server.record(jobs[p], reply.request_id, reply.started, reply.logged[p])
+                pending -= 1
+        if not pending and include_usage:
+            yield chunk([], usage_of(jobs))
+        yield "data: [DONE]\n\n"
+    finally:  # the client left (or the stream ended): stop generating for it
+        for job in jobs:
+            if job.finished_at is None:
+                job.aborted.set()
+
+
+def error_response(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, kind, status, param), status_code=status)
+
+
+async def read_request(request: Request, model: type) -> Any:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not JSON: {exc}") from None
+    return parse(model, body)
+
+
+async def answer(server: Server, crashes: Spread, request: Request, chat: bool):
+    """One /v1/chat/completions or /v1/completions request, streamed or whole."""
+    if crashes():
+        raise InjectedError("injected fault: http_error_rate")
+    try:
+        req = await read_request(request, ChatRequest if chat else CompletionRequest)
+        name, adapter = server.route(req.model)
+        context = Context(server.max_model_len, *req.output_budget())
+        prompts, logged = render_prompts(server, req, chat, context)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def emitter(p: int):  # events name the prompt they belong to
+            return lambda kind, value: loop.call_soon_threadsafe(
+                events.put_nowait, (p, kind, value)
+            )
+
+        jobs = [
+            Job(
+                ids,
+                sampling_params(req, context.budget(len(ids)), len(server.tok), server.defaults),
+                adapter,
+                emitter(p),
+                stream=bool(req.stream),
+            )
+            for p, ids in enumerate(prompts)
+        ]
+    except BadRequest as exc:
+        return error_response(400, str(exc), "BadRequestError", exc.param)
+    except LookupError as exc:
+        return error_response(404, str(exc), "NotFoundError", "model")
+    rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+    kind_id = ("chatcmpl-" if chat else "cmpl-") + rid
+    reply = Reply(chat, kind_id, int(time.time()), name, rid, now_iso(), logged)
+    try:
+        server.engine.submit(jobs)
+    except QueueFull as exc:
+        return error_response(503, str(exc), "ServiceUnavailableError")
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return StreamingResponse(
+            stream(server, events, jobs, reply, include_usage, req.top() is not None),
+            media_type="text/event-stream",
+            headers={"x-request-id": rid},
+        )
+    try:
+        pending = len(jobs)
+        while pending:
+            try:
+                _, kind, value = await asyncio.wait_for(events.get(), timeout=0.25)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    raise asyncio.CancelledError from None
+                continue
+            if kind == "error":
+                for job in jobs:
+                    job.aborted.set()
+                return error_response(500, str(value), "InternalServerError")
+            pending -= kind == "done"
+    except asyncio.CancelledError:
+        for job in jobs:
+            job.aborted.set()
+        raise
+    body = completion_body(server, jobs, reply, req.top() is not None)
+    return JSONResponse(body, headers={"x-request-id": rid})
+
+
 def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
     app = FastAPI(title="llmops serve")
     Instrumentator(excluded_handlers=UNCOUNTED, registry=metrics.registry).instrument(app)
     crashes = Spread(server.engine.faults.http_error_rate)
 
-    def error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
-        return JSONResponse(error_body(message, kind, status, param), status_code=status)
-
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        return error(400, str(exc), "BadRequestError")
+        return error_response(400, str(exc), "BadRequestError")
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):  # counted 5xx before it gets here
-        return error(500, f"{type(exc).__name__}: {exc}", "InternalServerError")
+        return error_response(500, f"{type(exc).__name__}: {exc}", "InternalServerError")
 
     @app.get("/health")
     async def health():
@@ -217,259 +473,15 @@ def create_app(server: Server, metrics: Any, max_body_bytes: int = DEFAULT_MAX_B
 
     @app.get("/v1/models")
     async def models():
-        data = [
-            {
-                "id": server.base_name,
-                "object": "model",
-                "owned_by": "vllm",
-                "root": server.base_name,
-                "parent": None,
-                "max_model_len": server.max_model_len,
-            }
-        ]
-        if server.adapter_name:
-            data.append(
-                {
-                    "id": server.adapter_name,
-                    "object": "model",
-                    "owned_by": "vllm",
-                    "root": server.adapter_name,
-                    "parent": server.base_name,
-                }
-            )
-        return {"object": "list", "data": data}
-
-    async def read(request: Request, model: type) -> Any:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the request body is not JSON: {exc}") from None
-        return parse(model, body)
-
-    def render(req: Any, chat: bool, context: Context) -> tuple[list[list[int]], list[str]]:
-        """(token ids per prompt, what the request log keeps of each): the chat template
-        applied to the messages, or the completion prompts; text too long for the context is
-        refused before it is tokenized, as vLLM's renderer does."""
-        if chat:
-            messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-            users = [m["content"] for m in messages if m["role"] == "user"]
-            logged = [users[-1] if users else (messages[-1]["content"] if messages else "")]
-            texts: list[str | list[int]] = [
-                server.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            ]
-        else:
-            texts = req.prompts()
-            logged = [p if isinstance(p, str) else server.tok.decode(p) for p in texts]
-        prompts = []
-        for text in texts:
-            if isinstance(text, str):
-                context.check_text(text, server.max_chars_per_token)
-                text = server.tok(text, add_special_tokens=False)["input_ids"]
-            prompts.append(list(text))
-        return prompts, logged
-
-    async def serve(request: Request, chat: bool):
-        if crashes():
-            raise InjectedError("injected fault: http_error_rate")
-        try:
-            req = await read(request, ChatRequest if chat else CompletionRequest)
-            name, adapter = server.route(req.model)
-            context = Context(server.max_model_len, *req.output_budget())
-            prompts, logged = render(req, chat, context)
-            loop = asyncio.get_running_loop()
-            events: asyncio.Queue = asyncio.Queue()
-
-            def emitter(p: int):  # events name the prompt they belong to
-                return lambda kind, value: loop.call_soon_threadsafe(
-                    events.put_nowait, (p, kind, value)
-                )
-
-            jobs = [
-                Job(
-                    ids,
-                    sampling_params(
-                        req, context.budget(len(ids)), len(server.tok), server.defaults
-                    ),
-                    adapter,
-                    emitter(p),
-                    stream=bool(req.stream),
-                )
-                for p, ids in enumerate(prompts)
-            ]
-        except BadRequest as exc:
-            return error(400, str(exc), "BadRequestError", exc.param)
-        except LookupError as exc:
-            return error(404, str(exc), "NotFoundError", "model")
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        start, created = now_iso(), int(time.time())
-        kind_id = ("chatcmpl-" if chat else "cmpl-") + rid
-        try:
-            server.engine.submit(jobs)
-        except QueueFull as exc:
-            return error(503, str(exc), "ServiceUnavailableError")
-        if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(
-                stream(
-                    events,
-                    jobs,
-                    chat,
-                    kind_id,
-                    created,
-                    name,
-                    rid,
-                    start,
-                    logged,
-                    include_usage,
-                    req.top() is not None,
-                ),
-                media_type="text/event-stream",
-                headers={"x-request-id": rid},
-            )
-        try:
-            pending = len(jobs)
-            while pending:
-                try:
-                    _, kind, value = await asyncio.wait_for(events.get(), timeout=0.25)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        raise asyncio.CancelledError from None
-                    continue
-                if kind == "error":
-                    for job in jobs:
-                        job.aborted.set()
-                    return error(500, str(value), "InternalServerError")
-                pending -= kind == "done"
-        except asyncio.CancelledError:
-            for job in jobs:
-                job.aborted.set()
-            raise
-        choices = []
-        for p, job in enumerate(jobs):
-            server.record(job, rid, start, logged[p])
-            for c in job.choices:
-                entry: dict[str, Any] = {
-                    "index": p * len(job.choices) + c.index,
-                    "finish_reason": c.finish_reason,
-                    "stop_reason": c.stop_reason,
-                }
-                lps = c.logprobs if req.top() is not None else None
-                if chat:
-                    entry["message"] = {"role": "assistant", "content": c.text}
-                    entry["logprobs"] = chat_logprobs(server, lps) if lps is not None else None
-                else:
-                    entry["text"] = c.text
-                    entry["logprobs"] = completion_logprobs(server, lps) if lps else None
-                choices.append(entry)
-        prompt_tokens = sum(len(j.prompt_ids) for j in jobs)
-        completion_tokens = sum(len(c.ids) for j in jobs for c in j.choices)
-        return JSONResponse(
-            {
-                "id": kind_id,
-                "object": "chat.completion" if chat else "text_completion",
-                "created": created,
-                "model": name,
-                "choices": choices,
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            },
-            headers={"x-request-id": rid},
-        )
-
-    async def stream(
-        events, jobs, chat, kind_id, created, name, rid, start, logged, include_usage, with_logprobs
-    ):
-        """Server-sent events as vLLM streams them: per choice a first chunk with the role
-        (chat), text as it is decoded, a chunk with the finish reason; with include_usage a
-        last chunk of usage; then `data: [DONE]`. Prompt p's choice i is index p * n + i. A
-        client gone mid-stream aborts the jobs."""
-        obj = "chat.completion.chunk" if chat else "text_completion"
-        n = jobs[0].params.n
-
-        def chunk(choices: list[dict], usage: dict | None = None) -> str:
-            body = {
-                "id": kind_id,
-                "object": obj,
-                "created": created,
-                "model": name,
-                "choices": choices,
-            }
-            if usage is not None:
-                body["usage"] = usage
-            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
-
-        def piece(p: int, d: Delta, ended: bool) -> dict:
-            """A chunk's choice: the delta's text, or (ended) its finish reason."""
-            text, lps = ("", []) if ended else (d.text, d.logprobs)
-            entry: dict[str, Any] = {"index": p * n + d.index, "finish_reason": None}
-            if chat:
-                entry["delta"] = {} if ended else {"content": text}
-                entry["logprobs"] = chat_logprobs(server, lps) if with_logprobs and lps else None
-            else:
-                entry["text"] = text
-                entry["logprobs"] = (
-                    completion_logprobs(server, lps) if with_logprobs and lps else None
-                )
-            if ended:
-                entry["finish_reason"], entry["stop_reason"] = d.finish_reason, d.stop_reason
-            return entry
-
-        try:
-            if chat:
-                yield chunk(
-                    [
-                        {
-                            "index": c.index,
-                            "delta": {"role": "assistant", "content": ""},
-                            "logprobs": None,
-                            "finish_reason": None,
-                        }
-                        for c in jobs[0].choices
-                    ]
-                )
-            pending = len(jobs)
-            while pending:
-                p, kind, value = await events.get()
-                if kind == "delta":
-                    out = [piece(p, d, ended=False) for d in value if d.text]
-                    ended = [piece(p, d, ended=True) for d in value if d.finish_reason]
-                    for group in (out, ended):
-                        if group:
-                            yield chunk(group)
-                elif kind == "error":
-                    failure = error_body(str(value), "InternalServerError", 500)
-                    yield f"data: {json.dumps(failure)}\n\n"
-                    break
-                else:
-                    server.record(jobs[p], rid, start, logged[p])
-                    pending -= 1
-            if not pending and include_usage:
-                prompt = sum(len(j.prompt_ids) for j in jobs)
-                out_tokens = sum(len(c.ids) for j in jobs for c in j.choices)
-                yield chunk(
-                    [],
-                    {
-                        "prompt_tokens": prompt,
-                        "completion_tokens": out_tokens,
-                        "total_tokens": prompt + out_tokens,
-                    },
-                )
-            yield "data: [DONE]\n\n"
-        finally:  # the client left (or the stream ended): stop generating for it
-            for job in jobs:
-                if job.finished_at is None:
-                    job.aborted.set()
+        return model_list(server)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        return await serve(request, chat=True)
+        return await answer(server, crashes, request, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        return await serve(request, chat=False)
+        return await answer(server, crashes, request, chat=False)
 
     return BodyLimit(app, max_body_bytes)
 
