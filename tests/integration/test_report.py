@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 
 from ..conftest import ROOT, run
 
@@ -57,10 +58,9 @@ def write_state(repo, rows, lr):
             }
         )
     )
-    params = (ROOT / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(
-        params.replace("learning_rate: 1.0e-3     # tiny", f"learning_rate: {lr}     # tiny")
-    )
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["learning_rate"] = lr
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
     (repo / "plots/train_loss.csv").write_text("step,loss\n10,3.0\n20,2.0\n30,1.5\n")
 
 
