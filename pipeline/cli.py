@@ -19,12 +19,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pipeline import paths
-from pipeline.commands import Arg, Command, arg
+from pipeline.commands import Command, arg
+from pipeline.io import dvc_stages
 
 PACKAGE = Path(__file__).resolve().parent
 DECLARATION = re.compile(r"^@command\(", re.MULTILINE)
 DEFINITION = re.compile(r"^(?:async )?def (\w+)", re.MULTILINE)
-STAGE_CMD = re.compile(r"python -m (pipeline(?:\.\w+)+)$")
 
 
 class DeclarationError(Exception):
@@ -111,55 +111,35 @@ class _ModuleNames(Mapping):
 def stage_commands(dvc_yaml: Path = paths.DVC_YAML) -> list[Command]:
     """`llmops <stage>` for every stage of dvc.yaml whose command is `python -m pipeline...`,
     its help the stage's `desc`."""
-    if not dvc_yaml.exists():
-        return []
-    import yaml
+    from pipeline.deps import stage_module
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        spec = yaml.load(dvc_yaml.read_text(encoding="utf-8"), Loader=loader)
-    except yaml.YAMLError:
-        return []  # dvc names the problem; every other command still works
-    stages = spec.get("stages") if isinstance(spec, dict) else None
-    if not isinstance(stages, dict):
-        return []
     found = []
-    for name, stage in stages.items():
-        module = STAGE_CMD.fullmatch(str(stage.get("cmd", "")))
+    for name, stage in dvc_stages(dvc_yaml).items():  # a broken file: dvc says why
+        module = stage_module(str(stage.get("cmd", "")))
         if module:
             summary = f"stage: {stage.get('desc', name)}"
-            found.append(Command((name,), summary, (), f"{module[1]}:main"))
+            found.append(Command((name,), summary, (), f"{module}:main"))
     return found
 
 
-def commands() -> list[Command]:
+def commands(package: Path = PACKAGE, dvc_yaml: Path = paths.DVC_YAML) -> list[Command]:
     """Stages first, in dvc.yaml's order, then the declared commands by name; one of each.
     A stage's `main` may be declared too, to take options when run by hand: the declaration
     is then that stage's command."""
-    options: dict[tuple[str, ...], Command] = {}
-    for cmd in declared():
-        if cmd.words in options:
+    stages = {c.words: c for c in stage_commands(dvc_yaml)}
+    chosen = dict(stages)
+    for cmd in declared(package):
+        known = chosen.get(cmd.words)
+        if known is not None and not (
+            known is stages.get(cmd.words) and known.target == cmd.target
+        ):
             raise DeclarationError(
-                f"`llmops {' '.join(cmd.words)}` is declared twice: "
-                f"{options[cmd.words].target}, {cmd.target}"
+                f"`llmops {' '.join(cmd.words)}` is declared twice: {known.target}, {cmd.target}"
             )
-        options[cmd.words] = cmd
-    every = []
-    for stage in stage_commands():
-        mine = options.get(stage.words)
-        if mine is not None and mine.target == stage.target:
-            del options[stage.words]
-            stage = mine
-        every.append(stage)
-    every += sorted(options.values(), key=lambda c: c.words)
-    seen: dict[tuple[str, ...], str] = {}
-    for cmd in every:
-        if cmd.words in seen:
-            raise DeclarationError(
-                f"`llmops {' '.join(cmd.words)}` is declared twice: {seen[cmd.words]}, {cmd.target}"
-            )
-        seen[cmd.words] = cmd.target
-    return every
+        chosen[cmd.words] = cmd
+    return [chosen[w] for w in stages] + sorted(
+        (c for w, c in chosen.items() if w not in stages), key=lambda c: c.words
+    )
 
 
 def build_parser(every: list[Command] | None = None) -> argparse.ArgumentParser:
@@ -178,13 +158,9 @@ def build_parser(every: list[Command] | None = None) -> argparse.ArgumentParser:
         words = cmd.words
         sub = groups[words[:-1]].add_parser(words[-1], help=cmd.help, description=cmd.help)
         for a in cmd.args:
-            _add(sub, a)
+            sub.add_argument(*a.flags, **a.options)
         sub.set_defaults(target=cmd.target)
     return parser
-
-
-def _add(parser: argparse.ArgumentParser, a: Arg) -> None:
-    parser.add_argument(*a.flags, **a.options)
 
 
 def main(argv: list[str] | None = None) -> int:

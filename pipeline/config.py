@@ -20,7 +20,7 @@ import annotated_types
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.io import UserError
+from pipeline.io import UserError, dvc_stages
 from pipeline.paths import DVC_YAML, PARAMS
 
 BUILTIN_BASE = "builtin:tiny"
@@ -425,11 +425,6 @@ def _bounds(model: type[Section], name: str) -> str:
     return f"must be at most {high[1]}" if high[0] == "]" else f"must be below {high[1]}"
 
 
-def key_help(model: type[Section] = Section) -> dict[str, str]:
-    """Each field's one-line help."""
-    return {name: info.description or "" for name, info in model.model_fields.items()}
-
-
 def _check(p: Params) -> None:
     """Rules that span keys or need more than a bound (each key's own are on its field)."""
     for section in ("min", "max", "beat_base", "beat_baseline", "no_regression"):
@@ -533,10 +528,7 @@ def read_params_file(path: Path = PARAMS) -> dict:
 def stages_own_sections(dvc_yaml: Path = DVC_YAML) -> set[str]:
     """Sections named after a dvc.yaml stage that `Params` does not define: each belongs to
     its stage, whose module types it (see `stage_params`)."""
-    if not dvc_yaml.exists():
-        return set()
-    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")).get("stages", {})
-    return set(stages) - set(SECTIONS)
+    return set(dvc_stages(dvc_yaml)) - set(SECTIONS)
 
 
 def load_params(path: Path = PARAMS) -> Params:
@@ -552,5 +544,6 @@ def stage_params(section: str, schema: type[S], path: Path = PARAMS) -> S:
         params = stage_params("words", WordsParams)
 
     The whole file is checked first, as load_params does."""
-    load_params(path)
-    return validated(schema, read_params_file(path).get(section, {}), section)
+    raw = read_params_file(path)
+    parse_params(raw)
+    return validated(schema, raw.get(section, {}), section)

@@ -15,12 +15,10 @@ import ast
 import re
 from pathlib import Path
 
-import yaml
-
 from pipeline.commands import arg, command
-from pipeline.io import UserError
+from pipeline.io import UserError, dvc_stages
+from pipeline.paths import DVC_YAML
 
-DVC_YAML = Path("dvc.yaml")
 CODE_DEP = re.compile(r"^(?P<indent>\s+)- (?P<path>pipeline/\S+\.py)\s*(?:#.*)?$")
 
 
@@ -55,9 +53,8 @@ def stage_module(cmd: str) -> str | None:
 
 def wanted(root: Path = Path(".")) -> dict[str, list[str]]:
     """{stage: its module's file first, then every module it imports, sorted}."""
-    stages = yaml.safe_load((root / DVC_YAML).read_text(encoding="utf-8"))["stages"]
     out = {}
-    for name, stage in stages.items():
+    for name, stage in dvc_stages(root / DVC_YAML).items():
         module = stage_module(str(stage.get("cmd", "")))
         if module is None:
             continue

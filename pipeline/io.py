@@ -151,3 +151,19 @@ def iter_jsonl(path: Path, errors: list[DataError] | None = None) -> Iterator[tu
 
 def read_jsonl(path: Path) -> list[dict]:
     return [obj for _, obj in iter_jsonl(path)]
+
+
+def dvc_stages(dvc_yaml: Path = Path("dvc.yaml")) -> dict[str, dict]:
+    """dvc.yaml's stages by name; none when the file is missing or unreadable (dvc itself
+    says what is wrong with it)."""
+    import yaml
+
+    try:
+        spec = yaml.load(
+            dvc_yaml.read_text(encoding="utf-8"),
+            Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader),
+        )
+    except (OSError, yaml.YAMLError):
+        return {}
+    stages = spec.get("stages") if isinstance(spec, dict) else None
+    return stages if isinstance(stages, dict) else {}

@@ -167,8 +167,9 @@ def test_a_new_metric_is_one_file(scratch):
         assert title["same_length"] == 0.5, title
         assert gate.unknown_metric("title.same_length") is None
         p = load_params().gate
-        p = type(p)(**{**p.__dict__, "min": {"title.same_length": 0.6}, "beat_base": [],
-                       "beat_baseline": [], "no_regression": [], "require_validation": False})
+        p = p.model_copy(update={"min": {"title.same_length": 0.6}, "beat_base": [],
+                                 "beat_baseline": [], "no_regression": [],
+                                 "require_validation": False})
         verdict = gate.decide(p, {"title": title}, None)
         (check,) = [c for c in verdict["checks"] if "same_length" in c["name"]]
         assert check["passed"] is False and check["value"] == 0.5, check

@@ -106,8 +106,32 @@ def test_a_dvc_yaml_without_stages_leaves_the_other_commands_working(tmp_path, t
     assert stage_commands(tmp_path / "dvc.yaml") == []
 
 
-def test_a_command_declared_twice_is_an_error(monkeypatch):
-    twice = [*declared(), declared()[0]]
-    monkeypatch.setattr("pipeline.cli.declared", lambda: twice)
+def test_a_command_declared_twice_is_an_error(tmp_path):
+    pkg = package(
+        tmp_path,
+        """
+        @command("thing", help="one")
+        def one():
+            return 0
+
+        @command("thing", help="two")
+        def two():
+            return 0
+        """,
+    )
     with pytest.raises(DeclarationError, match="declared twice"):
-        commands()
+        commands(pkg, tmp_path / "dvc.yaml")
+
+
+def test_a_declaration_may_not_take_a_stages_name_for_another_function(tmp_path):
+    pkg = package(
+        tmp_path,
+        """
+        @command("prepare", help="not the stage's main")
+        def other():
+            return 0
+        """,
+    )
+    (tmp_path / "dvc.yaml").write_text("stages:\n  prepare:\n    cmd: python -m pipeline.thing\n")
+    with pytest.raises(DeclarationError, match="declared twice"):
+        commands(pkg, tmp_path / "dvc.yaml")

@@ -114,14 +114,13 @@ def test_a_missing_section_takes_its_defaults():
     assert parse_params(raw).evaluate.batch_size > 0
 
 
+def llmops_params(cwd, check=False) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pipeline.cli", "params"]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=check)
+
+
 def test_llmops_params_prints_the_resolved_config():
-    out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "params"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = llmops_params(ROOT, check=True).stdout
     raw = read_params_file(ROOT / "params.yaml")
     own = {k: raw[k] for k in stages_own_sections(ROOT / "dvc.yaml") & raw.keys()}
     assert yaml.safe_load(out) == load_params(ROOT / "params.yaml").as_dict() | own
@@ -132,12 +131,7 @@ def test_bad_params_make_the_cli_exit_2_with_the_key(tmp_path):
     raw["train"]["learning_rate"] = "3e-3"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "params"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
+    proc = llmops_params(tmp_path)
     assert proc.returncode == 2
     assert "params.yaml:train.learning_rate" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -206,12 +200,6 @@ def test_every_key_has_a_one_line_help_and_llmops_params_prints_it():
 
     for model in SECTIONS.values():
         walk(model)
-    out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "params"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = llmops_params(ROOT, check=True).stdout
     assert f"  method: full  # {TrainParams.model_fields['method'].description}\n" in out
     assert "    r: 16  # LoRA rank\n" in out  # nested sections too

@@ -10,7 +10,7 @@ import yaml
 from pipeline import paths
 from pipeline.cli import build_parser
 from pipeline.config import Params, stages_own_sections
-from pipeline.deps import imports, module_file, rewrite, wanted
+from pipeline.deps import imports, module_file, rewrite, stage_module, wanted
 
 from ..conftest import ROOT
 
@@ -19,9 +19,9 @@ STAGES = list(DVC)
 
 
 def module_of(stage: str) -> str:
-    cmd = DVC[stage]["cmd"]
-    assert cmd.startswith("python -m pipeline."), cmd
-    return cmd.split()[2]
+    module = stage_module(DVC[stage]["cmd"])
+    assert module, DVC[stage]["cmd"]
+    return module
 
 
 def test_stages_are_listed_in_pipeline_order():
