@@ -23,15 +23,21 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    """Run a command with the project's virtualenv first on PATH (as `make` does)."""
+def tool_env() -> dict[str, str]:
+    """The environment `make` gives tools: the project's virtualenv first on PATH, no DVC
+    analytics, MLflow's default (local) store."""
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "DVC_NO_ANALYTICS": "1",
     }
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run a command with the project's virtualenv first on PATH (as `make` does)."""
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, **kw)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} exited {proc.returncode}\n"

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..conftest import BIN
+from ..conftest import tool_env
 
 pytestmark = pytest.mark.e2e
 
@@ -145,14 +145,8 @@ def recover(repo: Path, env: dict, stage: str) -> float:
     return time.monotonic() - begun
 
 
-def dvc_env() -> dict:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
 def test_each_stage_killed_at_a_random_point_recovers_with_dvc_repro(repo, capsys):
-    env = dvc_env()
+    env = tool_env()
     uninterrupted = results(repo)
     rng = random.Random(SEED)
     rows = []
@@ -184,7 +178,7 @@ def test_a_dvc_lock_cut_short_by_a_kill_is_restored_from_git(repo):
     "w+"), so a kill in the milliseconds while it writes leaves the file cut short. `dvc
     repro` then refuses with a clear error rather than guess, and the operator's step is the
     one the docs give: restore the committed lock, run again, same results."""
-    env = dvc_env()
+    env = tool_env()
     uninterrupted = results(repo)
     lock = repo / "dvc.lock"
     text = lock.read_text()

@@ -5,8 +5,6 @@ for real to a scratch copy, used there, and the files it touched are counted wit
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 
 from pipeline.scratch import copy_repo
 
-from ..conftest import BIN, ROOT
+from ..conftest import ROOT, run
 
 STAGE_MODULE = '''\
 """Counts the sample notices longer than params.words.min_chars: a throw-away stage.
@@ -106,13 +104,6 @@ KINDS["title"] = (*KINDS["title"], "same_length")
 @pytest.fixture
 def scratch(tmp_path) -> Path:
     return copy_repo(ROOT, tmp_path / "repo")
-
-
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (cmd, proc.stdout[-2000:], proc.stderr[-2000:])
-    return proc
 
 
 def llmops(*words: str, cwd: Path) -> str:
